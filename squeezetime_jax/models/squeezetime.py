@@ -1,0 +1,355 @@
+"""SqueezeTime (Zhai et al., arXiv 2405.08344) as Flax Linen modules.
+
+The network squeezes the time axis of a clip into the channel axis and runs a 2D
+ResNet whose 3x3 convolutions are Channel-Time Learning (CTL) modules. Every
+module here computes exactly what the authors' released PyTorch model computes,
+so their checkpoints load through `squeezetime_jax.interop` and give the same
+logits. Module names mirror the released PyTorch names (a torch Sequential index
+`.k` is written `_k`), which keeps the checkpoint converter a plain table.
+
+Layout is channels-last throughout: clips are (N, T, H, W, 3).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ModuleDef = Any
+Array = jax.Array
+
+# Blocks per stage for each supported depth, as in the released generate_model().
+STAGE_SIZES = {
+    10: (1, 1, 1, 1),
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+}
+STAGE_STRIDES = (1, 2, 2, 2)
+BASE_WIDTHS = (64, 128, 256, 512)
+# The IOI branch always works in 16 channels, whatever the block width.
+IOI_CHANNELS = 16
+# The released basic block builds its first CTL with pos_dim 7 whatever the stage.
+BASIC_BLOCK_CONV1_POS_DIM = 7
+
+
+# --- Initializers matching the released PyTorch init -------------------------
+
+# kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / fan_out),
+# fan_out = out_channels * kh * kw (PyTorch ignores groups here, as does JAX).
+conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def torch_conv_bias_init(fan_in: int) -> Callable[..., Array]:
+    """PyTorch's default Conv2d bias init: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def pos_embed_init(key, shape, dtype=jnp.float32):
+    """kaiming-normal fan_out of the torch (1, 16, P, P) tensor: std sqrt(2 / (P * P))."""
+    _, height, width, _ = shape
+    return jax.random.normal(key, shape, dtype) * np.sqrt(2.0 / (height * width))
+
+
+def _pad(k: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """PyTorch's symmetric padding k on both spatial axes, written out explicitly."""
+    return ((k, k), (k, k))
+
+
+# --- Pieces ------------------------------------------------------------------
+
+
+def squeeze_time(clip: Array) -> Array:
+    """(N, T, H, W, C) -> (N, H, W, C*T) with channel index c*T + t.
+
+    The released model reshapes N,C,T,H,W to N,(C*T),H,W, so colour is the major
+    and time the minor index. Any other order still trains but cannot load the
+    released weights.
+    """
+    n, t, h, w, c = clip.shape
+    return jnp.transpose(clip, (0, 2, 3, 4, 1)).reshape(n, h, w, c * t)
+
+
+def _align_corners_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """Rows of bilinear weights for a 1D resize with align_corners=True."""
+    weights = np.zeros((out_size, in_size), np.float64)
+    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    for i in range(out_size):
+        src = i * scale
+        lo = min(int(np.floor(src)), in_size - 1)
+        hi = min(lo + 1, in_size - 1)
+        frac = src - lo
+        weights[i, lo] += 1.0 - frac
+        weights[i, hi] += frac
+    return weights
+
+
+def resize_align_corners(image: Array, height: int, width: int) -> Array:
+    """Bilinear resize of (N, h, w, C) to (N, height, width, C), align_corners=True.
+
+    The released IOI branch resizes its positional embedding with
+    F.interpolate(mode='bilinear', align_corners=True) whenever the feature map is
+    not pos_dim x pos_dim; jax.image.resize has no align_corners mode, and the
+    separable weights are tiny and static, so two small matmuls do it exactly.
+    """
+    _, in_h, in_w, _ = image.shape
+    if (in_h, in_w) == (height, width):
+        return image
+    rows = jnp.asarray(_align_corners_matrix(height, in_h), image.dtype)
+    cols = jnp.asarray(_align_corners_matrix(width, in_w), image.dtype)
+    return jnp.einsum("hp,npqc,wq->nhwc", rows, image, cols,
+                      precision=jax.lax.Precision.HIGHEST)
+
+
+def temporal_focus_gate(x: Array, conv: ModuleDef, norm: ModuleDef) -> Array:
+    """The released `param_conv` gate: pool -> 1x1 -> BN -> ReLU -> 1x1 -> sigmoid.
+
+    Called inside CTL so that its layers sit directly under it, as the released
+    `param_conv.{1,2,4}` do (index 0 is the parameterless pooling).
+    """
+    channels = x.shape[-1]
+    # Pool in float32: the gate's BN sees one pooled value per clip and channel.
+    g = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+    g = conv(channels, (1, 1), name="param_conv_1")(g)
+    g = nn.relu(norm(name="param_conv_2")(g))
+    g = conv(channels, (1, 1), name="param_conv_4")(g)
+    return nn.sigmoid(g)
+
+
+class InterTemporalObjectInteraction(nn.Module):
+    """The IOI branch (released name `spatial_conv`).
+
+    short_conv(x) modulated by a sigmoid map computed from the gated input through
+    a 16-channel path with a learned positional embedding.
+    """
+
+    features: int
+    pos_dim: int
+    conv: ModuleDef
+    norm: ModuleDef
+
+    @nn.compact
+    def __call__(self, x: Array, gate: Array) -> Array:
+        in_features = x.shape[-1]
+        conv = functools.partial(self.conv, use_bias=True)
+        short = conv(self.features, (3, 3), padding=_pad(1),
+                     bias_init=torch_conv_bias_init(in_features * 9), name="short_conv")(x)
+        # The short path sees the ungated input; the attention path the gated one.
+        y = x * gate
+        y = conv(IOI_CHANNELS, (3, 3), padding=_pad(1),
+                 bias_init=torch_conv_bias_init(in_features * 9), name="glo_conv_0")(y)
+        y = nn.relu(self.norm(name="glo_conv_1")(y))
+        pos_embed = self.param("pos_embed", pos_embed_init,
+                               (1, self.pos_dim, self.pos_dim, IOI_CHANNELS), jnp.float32)
+        # Resized only when the map is not pos_dim x pos_dim (other resolutions,
+        # and always for the basic block's conv1 with its fixed pos_dim 7).
+        y = y + resize_align_corners(pos_embed, y.shape[1], y.shape[2]).astype(y.dtype)
+        y = conv(IOI_CHANNELS, (7, 7), padding=_pad(3),
+                 bias_init=torch_conv_bias_init(IOI_CHANNELS * 49), name="glo_conv_3")(y)
+        y = nn.relu(self.norm(name="glo_conv_4")(y))
+        y = conv(self.features, (3, 3), padding=_pad(1),
+                 bias_init=torch_conv_bias_init(IOI_CHANNELS * 9), name="glo_conv_6")(y)
+        return short * nn.sigmoid(y)
+
+
+class CTL(nn.Module):
+    """Channel-Time Learning module: temporal branch + IOI branch, both gated."""
+
+    features: int
+    pos_dim: int
+    conv: ModuleDef
+    norm: ModuleDef
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        gate = temporal_focus_gate(x, self.conv, self.norm)
+        temporal = self.conv(self.features, (1, 1), name="temporal_conv")(x * gate)
+        ioi = InterTemporalObjectInteraction(
+            self.features, self.pos_dim, self.conv, self.norm, name="spatial_conv")(x, gate)
+        return temporal + ioi
+
+
+class _Block(nn.Module):
+    """Shared fields and submodule factories of the basic and bottleneck blocks.
+
+    Linen names submodules `downsample_0`/`downsample_1` and
+    `shortcut_conv_0`/`shortcut_conv_1` through the flat names used below, so the
+    parameter tree matches the released `downsample.0`, `shortcut_conv.1`, ...
+    """
+
+    width: int
+    stride: int
+    pos_dim: int
+    conv: ModuleDef
+    norm: ModuleDef
+
+    def downsample(self, x: Array) -> Array:
+        channels = x.shape[-1]
+        x = self.conv(channels, (2, 2), strides=(2, 2), padding="VALID",
+                      feature_group_count=channels, use_bias=True,
+                      bias_init=torch_conv_bias_init(4), name="downsample_0")(x)
+        return self.norm(name="downsample_1")(x)
+
+    def shortcut(self, x: Array, features: int) -> Array:
+        x = self.conv(features, (1, 1), name="shortcut_conv_0")(x)
+        return self.norm(name="shortcut_conv_1")(x)
+
+    def prologue(self, x: Array, out_features: int) -> tuple[Array, Array]:
+        """Returns (block input, residual) after the optional downsample."""
+        if self.stride != 1:
+            # Both the residual and the main path start from the downsampled x.
+            x = self.downsample(x)
+        residual = x if x.shape[-1] == out_features else self.shortcut(x, out_features)
+        return x, residual
+
+
+class BasicBlock(_Block):
+    """Two CTLs (expansion 1); used by depths 10, 18 and 34."""
+
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        x, residual = self.prologue(x, self.width)
+        y = CTL(self.width, BASIC_BLOCK_CONV1_POS_DIM, self.conv, self.norm, name="conv1")(x)
+        y = nn.relu(self.norm(name="bn1")(y))
+        y = CTL(self.width, self.pos_dim, self.conv, self.norm, name="conv2")(y)
+        y = self.norm(name="bn2")(y)
+        return nn.relu(y + residual)
+
+
+class BottleneckBlock(_Block):
+    """1x1 -> CTL -> 1x1 (expansion 4); used by depths 50 and deeper."""
+
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        out_features = self.width * self.expansion
+        x, residual = self.prologue(x, out_features)
+        y = self.conv(self.width, (1, 1), name="conv1")(x)
+        y = nn.relu(self.norm(name="bn1")(y))
+        y = CTL(self.width, self.pos_dim, self.conv, self.norm, name="conv2")(y)
+        y = nn.relu(self.norm(name="bn2")(y))
+        y = self.conv(out_features, (1, 1), name="conv3")(y)
+        y = self.norm(name="bn3")(y)
+        return nn.relu(y + residual)
+
+
+def block_class(depth: int) -> type[_Block]:
+    return BasicBlock if depth < 50 else BottleneckBlock
+
+
+def stage_widths(widen_factor: float) -> tuple[int, ...]:
+    # int() truncation as in the release; it matters for widen factors other than 1.
+    return tuple(int(w * widen_factor) for w in BASE_WIDTHS)
+
+
+def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
+    """The default conv partial: no bias, released init, float32 params."""
+    return functools.partial(nn.Conv, use_bias=False, kernel_init=conv_kernel_init,
+                             dtype=dtype, param_dtype=jnp.float32, precision=precision)
+
+
+def make_norm(train: bool, dtype: Any = jnp.float32, axis_name: str | None = None) -> ModuleDef:
+    """The default BatchNorm partial.
+
+    PyTorch momentum 0.1 is Flax momentum 0.9; eps 1e-5. Statistics are kept in
+    float32 whatever the compute dtype. Flax updates the running variance with
+    the biased batch variance (PyTorch uses the unbiased one); inference is
+    unaffected and we keep Flax's convention.
+    """
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
+                             axis_name=axis_name)
+
+
+class SqueezeTimeBackbone(nn.Module):
+    """Stem (squeeze + 5x5 conv + max-pool) and four stages of CTL blocks.
+
+    Returns the last feature map (N, H/32, W/32, C), or with `return_features`
+    a dict of every stage's output ('stem', 'layer1'..'layer4') for detection
+    and localization heads.
+    """
+
+    depth: int = 50
+    widen_factor: float = 1.0
+    pos_dims: Sequence[int] = (56, 28, 14, 7)
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
+
+    @nn.compact
+    def __call__(self, clip: Array, return_features: bool = False):
+        if self.depth not in STAGE_SIZES:
+            raise ValueError(f"depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}")
+        if len(self.pos_dims) != 4:
+            raise ValueError(f"pos_dims needs one entry per stage (4), got {self.pos_dims}")
+        widths = stage_widths(self.widen_factor)
+        block = block_class(self.depth)
+        features = {}
+        x = squeeze_time(clip)
+        x = self.conv(widths[0], (5, 5), strides=(2, 2), padding=_pad(2), name="conv1")(x)
+        x = nn.relu(self.norm(name="bn1")(x))
+        # Flax pads max-pool windows with -inf, like PyTorch.
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=_pad(1))
+        features["stem"] = x
+        for stage, (blocks, width, stride, pos_dim) in enumerate(
+                zip(STAGE_SIZES[self.depth], widths, STAGE_STRIDES, self.pos_dims), start=1):
+            for index in range(blocks):
+                x = block(width=width, stride=stride if index == 0 else 1, pos_dim=pos_dim,
+                          conv=self.conv, norm=self.norm, name=f"layer{stage}_{index}")(x)
+            features[f"layer{stage}"] = x
+        return features if return_features else x
+
+
+class SqueezeTime(nn.Module):
+    """The released classifier: backbone + the I2D head (pool, dropout, dense).
+
+    Call with a normalized float clip (N, T, H, W, 3); returns float32 logits.
+    `dtype` is the compute dtype (bfloat16 for TPU training); parameters and
+    BatchNorm statistics stay float32.
+    """
+
+    depth: int = 50
+    widen_factor: float = 1.0
+    pos_dims: Sequence[int] = (56, 28, 14, 7)
+    num_classes: int = 400
+    num_frames: int = 16
+    dropout_rate: float = 0.5
+    dtype: Any = jnp.float32
+    precision: Any = None
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, clip: Array, train: bool = False, return_features: bool = False):
+        if clip.ndim != 5 or clip.shape[-1] != 3:
+            raise ValueError(f"expected a clip of shape (N, T, H, W, 3), got {clip.shape}")
+        if clip.shape[1] != self.num_frames:
+            raise ValueError(f"model takes {self.num_frames} frames (its first conv has "
+                             f"{3 * self.num_frames} input channels), got {clip.shape[1]}")
+        backbone = SqueezeTimeBackbone(
+            depth=self.depth, widen_factor=self.widen_factor, pos_dims=tuple(self.pos_dims),
+            conv=make_conv(self.dtype, self.precision),
+            norm=make_norm(train, self.dtype, self.bn_axis_name), name="backbone")
+        features = backbone(clip.astype(self.dtype), return_features=True)
+        # The head runs in float32: it is tiny and the logits feed the loss.
+        pooled = jnp.mean(features["layer4"].astype(jnp.float32), axis=(1, 2))
+        pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
+        logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
+                          bias_init=nn.initializers.zeros, name="fc_cls")(pooled)
+        if return_features:
+            return logits, features
+        return logits

@@ -1,0 +1,139 @@
+"""Shapes, parameter counts and layer-level behaviour of the Flax SqueezeTime."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from squeezetime_jax.models import (
+    STAGE_SIZES, BasicBlock, BottleneckBlock, SqueezeTime, build_model, model_config,
+    squeeze_time)
+from squeezetime_jax.models.squeezetime import resize_align_corners
+from squeezetime_jax.models.stats import count_params, model_summary
+
+TINY = dict(widen_factor=0.125, pos_dims=(4, 2, 1, 1), num_frames=2, num_classes=5)
+
+
+def tiny_clip(batch=2, frames=2, size=32, seed=0):
+    return jax.random.normal(jax.random.key(seed), (batch, frames, size, size, 3))
+
+
+@pytest.mark.parametrize("depth", sorted(STAGE_SIZES))
+def test_every_depth_has_the_right_shapes(depth):
+    model = SqueezeTime(depth=depth, **TINY)
+    clip = jax.ShapeDtypeStruct((2, 2, 64, 64, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), clip)
+    logits, features = jax.eval_shape(
+        lambda v, x: model.apply(v, x, return_features=True), variables, clip)
+    expansion = 1 if depth < 50 else 4
+    assert logits.shape == (2, 5)
+    assert features["stem"].shape == (2, 16, 16, 8)
+    for stage, (size, width) in enumerate(zip((16, 8, 4, 2), (8, 16, 32, 64)), start=1):
+        assert features[f"layer{stage}"].shape == (2, size, size, width * expansion)
+    blocks = [k for k in variables["params"]["backbone"] if k.startswith("layer")]
+    assert len(blocks) == sum(STAGE_SIZES[depth])
+
+
+@pytest.mark.parametrize("depth,block", [(10, BasicBlock), (50, BottleneckBlock)])
+def test_both_block_types_run_and_train(depth, block):
+    model = SqueezeTime(depth=depth, **TINY)
+    clip = tiny_clip()
+    variables = model.init(jax.random.key(0), clip)
+    assert variables["params"]["backbone"]["layer1_0"].keys() >= (
+        {"conv1", "conv2"} | ({"conv3"} if block is BottleneckBlock else set()))
+    logits = model.apply(variables, clip)
+    assert logits.shape == (2, 5) and np.all(np.isfinite(logits))
+    train_logits, updates = model.apply(variables, clip, train=True, mutable=["batch_stats"],
+                                        rngs={"dropout": jax.random.key(1)})
+    assert train_logits.shape == (2, 5)
+    # Training mode moves the running statistics; inference mode does not use batch stats.
+    before = jax.tree.leaves(variables["batch_stats"])
+    after = jax.tree.leaves(updates["batch_stats"])
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_released_parameter_counts():
+    summary = model_summary(build_model(model_config()), (1, 16, 224, 224, 3), with_flops=False)
+    assert summary["params"] == 29_706_688
+    assert summary["backbone_params"] == 28_887_088
+    assert summary["head_params"] == 819_600
+    # The paper's 5.5 GFLOPs: 5.4829 G multiply-adds over full windows.
+    assert summary["macs"] == pytest.approx(5.4829e9, rel=1e-3)
+    depth18 = build_model(model_config(depth=18))
+    variables = jax.eval_shape(lambda: depth18.init(jax.random.key(0),
+                                                    jnp.zeros((1, 16, 224, 224, 3))))
+    assert count_params(variables["params"]) == 16_339_696
+
+
+def test_squeeze_puts_colour_major_and_time_minor():
+    frames, colours = 4, 3
+    t = np.arange(frames)[None, :, None, None, None]
+    c = np.arange(colours)[None, None, None, None, :]
+    clip = np.broadcast_to(100 * c + t, (1, frames, 2, 2, colours)).astype(np.float32)
+    squeezed = np.asarray(squeeze_time(jnp.asarray(clip)))
+    channel = np.arange(colours * frames)
+    # Released order: index c*T + t. The order t*C + c would give 100*(k % C) + k // C.
+    np.testing.assert_array_equal(squeezed[0, 0, 0], 100 * (channel // frames) + channel % frames)
+
+
+def test_align_corners_resize_matches_definition():
+    image = jax.random.normal(jax.random.key(0), (1, 3, 4, 2))
+    resized = np.asarray(resize_align_corners(image, 5, 7))
+    # Corners map onto corners exactly with align_corners=True.
+    np.testing.assert_allclose(resized[0, [0, 0, -1, -1], [0, -1, 0, -1]],
+                               np.asarray(image)[0, [0, 0, -1, -1], [0, -1, 0, -1]], rtol=1e-6)
+    # Row 2 of 5 sits exactly on source row 1 (scale (3-1)/(5-1)); column 3 of 7 on 1.5.
+    expected = 0.5 * (np.asarray(image)[0, 1, 1] + np.asarray(image)[0, 1, 2])
+    np.testing.assert_allclose(resized[0, 2, 3], expected, rtol=1e-5)
+    assert resize_align_corners(image, 3, 4) is image
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+    model = SqueezeTime(depth=10, dtype=jnp.bfloat16, **TINY)
+    clip = tiny_clip()
+    variables = model.init(jax.random.key(0), clip)
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    logits, updates = model.apply(variables, clip, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": jax.random.key(1)})
+    assert logits.dtype == jnp.float32
+    assert {leaf.dtype for leaf in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
+    reference = SqueezeTime(depth=10, **TINY).apply(variables, clip)
+    np.testing.assert_allclose(model.apply(variables, clip), reference, atol=0.1, rtol=0.1)
+
+
+def test_init_follows_the_released_scheme():
+    model = SqueezeTime(depth=10, widen_factor=0.5, pos_dims=(8, 4, 2, 1), num_frames=4)
+    params = model.init(jax.random.key(0), tiny_clip(frames=4, size=64))["params"]
+    stem = params["backbone"]["conv1"]["kernel"]  # 5x5x12x32: fan_out = 25*32
+    assert np.std(stem) == pytest.approx(np.sqrt(2 / (25 * 32)), rel=0.1)
+    assert np.std(params["fc_cls"]["kernel"]) == pytest.approx(0.01, rel=0.1)
+    assert not np.any(params["fc_cls"]["bias"])
+    short_bias = params["backbone"]["layer1_0"]["conv1"]["spatial_conv"]["short_conv"]["bias"]
+    assert np.max(np.abs(short_bias)) <= 1 / np.sqrt(32 * 9)  # uniform(+-1/sqrt(fan_in))
+    bn = params["backbone"]["bn1"]
+    assert np.all(bn["scale"] == 1) and not np.any(bn["bias"])
+
+
+def test_conv_and_norm_are_injectable():
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=jnp.float32)
+    norm = functools.partial(nn.GroupNorm, num_groups=4)
+    block = BottleneckBlock(width=8, stride=2, pos_dim=4, conv=conv, norm=norm)
+    x = jnp.ones((1, 8, 8, 16))
+    variables = block.init(jax.random.key(0), x)
+    assert "batch_stats" not in variables
+    assert block.apply(variables, x).shape == (1, 4, 4, 32)
+
+
+def test_wrong_inputs_are_named():
+    model = SqueezeTime(depth=10, **TINY)
+    with pytest.raises(ValueError, match="takes 2 frames"):
+        model.init(jax.random.key(0), jnp.zeros((1, 3, 32, 32, 3)))
+    with pytest.raises(ValueError, match=r"\(N, T, H, W, 3\)"):
+        model.init(jax.random.key(0), jnp.zeros((1, 2, 32, 32)))
+    with pytest.raises(ValueError, match="depth"):
+        build_model(model_config(depth=42))
+    with pytest.raises(KeyError, match="unknown model setting"):
+        model_config(dept=50)
