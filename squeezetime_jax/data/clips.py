@@ -1,0 +1,140 @@
+"""Record -> clip(s): sampling, decoding and augmentation of one video.
+
+These are the per-element functions the Grain pipelines map over. Every random choice
+comes from the generator passed in, so a clip is a pure function of (record, rng).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import grain
+import numpy as np
+
+from squeezetime_jax.data import sampling, transforms, video_decode
+
+
+def _decode_clips(
+    data: bytes, total_frames: int, cfg, *, num_clips: int, train: bool,
+    rng: np.random.Generator | None, short_side: int,
+) -> np.ndarray:
+  """(num_clips, T, H, W, 3) at the given short side; re-samples if the stream is short.
+
+  A stream that ends before the frame count stored at preparation time (corrupt
+  tail) is sampled again over the frames that did decode.
+  """
+  for _ in range(2):
+    inds = sampling.sample_frame_indices(
+        total_frames, cfg.num_frames, cfg.frame_interval, num_clips, train=train, rng=rng
+    )
+    try:
+      frames = video_decode.decode_frames(
+          data, inds, short_side=short_side, threads=cfg.decode_threads
+      )
+      return frames.reshape(inds.shape + frames.shape[1:])
+    except video_decode.ShortVideoError as e:
+      total_frames = e.num_decoded
+  raise video_decode.VideoDecodeError("frame count changed between decodes")
+
+
+class TrainClip(grain.transforms.RandomMap):
+  """(index, record) -> dict(video uint8 (T, S, S, 3), label, decode_failed).
+
+  A video that fails to decode is replaced by another record drawn from the same
+  generator (deterministic), and flagged so the failure can be counted.
+  """
+
+  def __init__(self, data_config, source):
+    self._cfg = data_config
+    self._source = source
+
+  def random_map(self, element, rng: np.random.Generator) -> dict:
+    _, record = element
+    cfg, t = self._cfg, self._cfg.train
+    for attempt in range(cfg.max_decode_retries + 1):
+      try:
+        video = self._clip(record, rng)
+        return {
+            "video": video,
+            "label": np.int32(record["label"]),
+            "decode_failed": np.bool_(attempt > 0),
+        }
+      except video_decode.VideoDecodeError:
+        record = self._source[int(rng.integers(len(self._source)))]
+    # Every retry failed (a mostly corrupt dataset): emit a blank clip, flagged.
+    return {
+        "video": np.zeros((cfg.num_frames, t.crop_size, t.crop_size, 3), np.uint8),
+        "label": np.int32(record["label"]),
+        "decode_failed": np.bool_(True),
+    }
+
+  def _clip(self, record: Mapping, rng: np.random.Generator) -> np.ndarray:
+    cfg, t = self._cfg, self._cfg.train
+    video = _decode_clips(
+        record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
+        rng=rng, short_side=t.short_side,
+    )[0]
+    _, h, w, _ = video.shape
+    if t.multiscale_crop:
+      box = transforms.multiscale_crop_box(
+          h, w, rng, scales=t.scales, max_aspect_gap=t.max_aspect_gap,
+          input_size=t.crop_size, random_crop=t.random_crop,
+      )
+    else:
+      box = transforms.center_crop_box(h, w, t.crop_size)
+    video = transforms.resize_bilinear(transforms.crop(video, box), t.crop_size, t.crop_size)
+    if rng.random() < t.flip_prob:
+      video = transforms.flip(video)
+    if t.color_jitter:
+      video = transforms.color_jitter(
+          video, rng, brightness=t.brightness, contrast=t.contrast,
+          saturation=t.saturation, hue=t.hue,
+      )
+    if rng.random() < t.random_erasing_prob:
+      video = transforms.random_erasing(
+          video, rng, area=tuple(t.erasing_area), aspect=tuple(t.erasing_aspect)
+      )
+    return np.ascontiguousarray(video)
+
+
+class EvalViews(grain.transforms.Map):
+  """(global video index, record) -> all views of that video, stacked on axis 0.
+
+  The video is decoded once for all its clips; views are ordered clip-major
+  (view = clip * num_crops + crop). An undecodable video gives blank views flagged
+  `decode_failed`, keeping its label so it still counts in the metrics.
+  """
+
+  def __init__(self, data_config, protocol):
+    self._cfg = data_config
+    self._p = protocol
+
+  def map(self, element) -> dict:
+    index, record = element
+    p, cfg = self._p, self._cfg
+    views = p.num_clips * p.num_crops
+    failed = False
+    try:
+      clips = _decode_clips(
+          record["video"], int(record["num_frames"]), cfg, num_clips=p.num_clips,
+          train=False, rng=None, short_side=p.short_side,
+      )
+      _, _, h, w, _ = clips.shape
+      boxes = (
+          [transforms.center_crop_box(h, w, p.crop_size)]
+          if p.num_crops == 1
+          else transforms.three_crop_boxes(h, w, p.crop_size)
+      )
+      video = np.stack([transforms.crop(c, b) for c in clips for b in boxes])
+    except video_decode.VideoDecodeError:
+      failed = True
+      video = np.zeros((views, cfg.num_frames, p.crop_size, p.crop_size, 3), np.uint8)
+    return {
+        "video": np.ascontiguousarray(video),
+        "label": np.full(views, record["label"], np.int32),
+        "video_index": np.full(views, index, np.int32),
+        "clip_index": np.repeat(np.arange(p.num_clips, dtype=np.int32), p.num_crops),
+        "crop_index": np.tile(np.arange(p.num_crops, dtype=np.int32), p.num_clips),
+        "mask": np.ones(views, bool),
+        "decode_failed": np.full(views, failed),
+    }

@@ -1,0 +1,167 @@
+"""PyAV decoding from encoded bytes held in memory.
+
+Frames are indexed in presentation order, counted as the decoder emits them. That is
+what a user means by "frame i", and it holds for B-frames (the decoder reorders
+packets into presentation order), variable frame rate (no timestamp arithmetic) and
+containers whose header frame count is wrong or absent (the header is never used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import av
+import numpy as np
+
+
+class VideoDecodeError(Exception):
+  """A video could not be decoded; the message says why."""
+
+
+class ShortVideoError(VideoDecodeError):
+  """The stream ended before a requested frame; `num_decoded` frames were readable."""
+
+  def __init__(self, num_decoded: int, wanted: int):
+    super().__init__(f"stream ends after {num_decoded} frames, frame {wanted} requested")
+    self.num_decoded = num_decoded
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoProbe:
+  num_frames: int
+  width: int  # after applying rotation metadata
+  height: int
+
+
+def _open(data: bytes):
+  if not data:
+    raise VideoDecodeError("empty file (0 bytes)")
+  try:
+    container = av.open(io.BytesIO(data), mode="r")
+  except (av.FFmpegError, ValueError, OSError) as e:
+    raise VideoDecodeError(f"cannot open container: {e}") from e
+  if not container.streams.video:
+    container.close()
+    raise VideoDecodeError("no video stream")
+  return container
+
+
+def _rotated_size(frame: av.VideoFrame) -> tuple[int, int]:
+  if abs(_rotation(frame)) in (90, 270):
+    return frame.height, frame.width
+  return frame.width, frame.height
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+  try:
+    return int(round(frame.rotation)) % 360
+  except (AttributeError, TypeError, ValueError):
+    return 0
+
+
+def probe(data: bytes) -> VideoProbe:
+  """Checks that `data` holds a decodable video and counts its frames.
+
+  Frames are counted by demuxing the video stream (one packet per frame), which is far
+  cheaper than decoding and ignores the header count. The first frame is decoded to
+  prove the stream is readable.
+  """
+  container = _open(data)
+  try:
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1
+    first = None
+    try:
+      for frame in container.decode(stream):
+        first = frame
+        break
+    except av.FFmpegError as e:
+      raise VideoDecodeError(f"first frame does not decode: {e}") from e
+    if first is None:
+      raise VideoDecodeError("no decodable frame")
+    width, height = _rotated_size(first)
+    container.seek(0)
+    count = 0
+    try:
+      for packet in container.demux(stream):
+        if packet.size:
+          count += 1
+    except av.FFmpegError as e:
+      if count == 0:
+        raise VideoDecodeError(f"demuxing fails: {e}") from e
+    if count == 0:
+      raise VideoDecodeError("zero frames")
+    return VideoProbe(num_frames=count, width=width, height=height)
+  finally:
+    container.close()
+
+
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+  """(new_h, new_w) with the short side scaled to `short_side`, as mmcv rescales."""
+  scale = short_side / min(height, width)
+  return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def decode_frames(
+    data: bytes,
+    indices: np.ndarray,
+    *,
+    short_side: int | None = None,
+    threads: int = 1,
+) -> np.ndarray:
+  """Decodes the frames at presentation `indices` (any order, repeats allowed).
+
+  Decoding stops after the largest requested index. Only requested frames are
+  converted to RGB, at the size where the short side is `short_side` (libswscale
+  bilinear) or the native size if None. Rotation metadata is applied.
+
+  Returns:
+    uint8 array (len(indices), H, W, 3).
+  Raises:
+    ShortVideoError: the stream ended (or broke) before the largest index.
+    VideoDecodeError: no frame could be decoded at all.
+  """
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if indices.size == 0:
+    raise ValueError("no frame indices requested")
+  wanted = set(int(i) for i in indices)
+  last = int(indices.max())
+  got: dict[int, np.ndarray] = {}
+  container = _open(data)
+  n = 0
+  try:
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = threads
+    try:
+      for frame in container.decode(stream):
+        if n in wanted:
+          got[n] = _to_rgb(frame, short_side)
+        n += 1
+        if n > last:
+          break
+    except av.FFmpegError as e:
+      # Corrupt data inside the stream: what decoded so far is usable.
+      if n == 0:
+        raise VideoDecodeError(f"no frame decodes: {e}") from e
+  finally:
+    container.close()
+  if n == 0:
+    raise VideoDecodeError("no decodable frame")
+  if n <= last:
+    raise ShortVideoError(n, last)
+  return np.stack([got[int(i)] for i in indices])
+
+
+def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
+  rot = _rotation(frame)
+  if short_side is None:
+    img = frame.to_ndarray(format="rgb24")
+  else:
+    # Rotation by 90/270 swaps sides but not the short side's length.
+    h, w = short_side_size(frame.height, frame.width, short_side)
+    img = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
+  if rot:
+    # `rotation` is counter-clockwise degrees the display applies; rot90 turns CCW.
+    img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+  return img
