@@ -1,10 +1,10 @@
 """Real, tiny video files made with PyAV, for tests, demos and benchmarks.
 
 Each frame's content encodes its presentation index, so a reader can tell which frames
-were sampled despite lossy compression: the blue channel is a flat level
-``index_to_level(i, n)`` (flat areas survive every codec almost exactly), while red and
-green are horizontal and vertical ramps, so a crop's position can be read from its
-mean red/green values.
+were sampled despite lossy compression: the top half of the frame is a flat gray level
+``index_to_level(i, n)`` (flat gray has no chroma, so it survives codecs and the YUV
+4:2:0 round trip within about a level), and in the bottom half red is a horizontal
+ramp, so a crop's horizontal position can be read from its red values.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class VideoSpec:
 
 
 def index_to_level(index: int, num_frames: int) -> float:
-  """Blue level that encodes frame `index` of a `num_frames`-frame video."""
+  """Green level that encodes frame `index` of a `num_frames`-frame video."""
   if num_frames <= 1:
     return _LOW
   return _LOW + (_HIGH - _LOW) * index / (num_frames - 1)
@@ -50,22 +50,32 @@ def level_to_index(level: np.ndarray | float, num_frames: int) -> np.ndarray:
 
 
 def x_ramp(width: int) -> np.ndarray:
-  """Red value of each column: a linear ramp, so a crop's mean red gives its centre."""
+  """Red value of each column in the bottom half: a linear ramp."""
   return np.linspace(_LOW, _HIGH, width, dtype=np.float64)
-
-
-def y_ramp(height: int) -> np.ndarray:
-  """Green value of each row, as `x_ramp` for rows."""
-  return np.linspace(_LOW, _HIGH, height, dtype=np.float64)
 
 
 def make_frame(index: int, spec: VideoSpec) -> np.ndarray:
   """The RGB uint8 frame `index` of a video described by `spec`."""
-  frame = np.empty((spec.height, spec.width, 3), np.float64)
-  frame[..., 0] = x_ramp(spec.width)[None, :]
-  frame[..., 1] = y_ramp(spec.height)[:, None]
-  frame[..., 2] = index_to_level(index, spec.num_frames)
+  frame = np.full((spec.height, spec.width, 3), index_to_level(index, spec.num_frames))
+  frame[spec.height // 2 :, :, 0] = x_ramp(spec.width)[None, :]
   return np.rint(frame).astype(np.uint8)
+
+
+def read_frame_indices(video: np.ndarray, num_frames: int) -> np.ndarray:
+  """Frame index of each frame of a (..., H, W, 3) clip made by `make_frame`.
+
+  Works on any crop or resize that keeps some of the top half (the top quarter is read).
+  """
+  h = video.shape[-3]
+  level = video[..., : max(1, h // 4), :, :].astype(np.float64).mean(axis=(-3, -2, -1))
+  return level_to_index(level, num_frames)
+
+
+def read_red_columns(video: np.ndarray) -> np.ndarray:
+  """Mean red of each column over the bottom quarter rows (and any leading axes)."""
+  h, w = video.shape[-3], video.shape[-2]
+  red = video[..., h - max(1, h // 4) :, :, 0].astype(np.float64)
+  return red.reshape(-1, red.shape[-2], w).mean(axis=(0, 1))
 
 
 def _codec_options(spec: VideoSpec) -> dict[str, str]:
