@@ -1,17 +1,70 @@
-"""SqueezeTime on Kinetics-400, as released (depth 50, 16x224x224, 400 classes).
+"""SqueezeTime on Kinetics-400: the released model and training recipe.
 
-Variants select other sizes: `configs/k400.py:depth=18`, `...:frames=8,widen=0.5`.
+    python train.py --config configs/k400.py --workdir DIR \
+        --config.data.data_dir=PREPARED_DIR [--config.batch_size=512 ...]
+
+Variants: `configs/k400.py:depth=18`, `...:frames=8,widen=0.5`, `...:batch=64`.
+Durations may be given in steps or epochs (`total_steps` / `total_epochs`,
+`warmup_steps` / `warmup_epochs`, `eval_every_steps` / `eval_every_epochs`);
+set one of each pair.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from squeezetime_jax.config_utils import parse_arg
+from squeezetime_jax.data import default_data_config
 from squeezetime_jax.models import model_config
+from squeezetime_jax.training.optim import optimizer_config
 
 
 def get_config(arg=None):
-    variant = parse_arg(arg, depth=50, frames=16, widen=1.0)
+    variant = parse_arg(arg, depth=50, frames=16, widen=1.0, batch=512)
     config = ml_collections.ConfigDict()
+    config.seed = 0
+
     config.model = model_config(depth=variant.depth, num_frames=variant.frames,
                                 widen_factor=variant.widen, num_classes=400)
+
+    config.data = default_data_config()
+    config.data.num_frames = variant.frames
+
+    # Global batch over all devices of all processes; the release trains at 512.
+    config.batch_size = variant.batch
+    config.eval_batch_size = 64
+    config.total_epochs = placeholder(float)
+    config.total_epochs = 100.0
+    config.total_steps = placeholder(int)
+
+    # lr 0.015 per 64 clips, scaled linearly with the global batch.
+    config.optimizer = optimizer_config()
+    config.schedule = ml_collections.ConfigDict(dict(
+        name="warmup_cosine",
+        warmup_epochs=placeholder(float),
+        warmup_steps=placeholder(int),
+        warmup_start_factor=0.1,
+        end_lr=1.5e-4,            # absolute: the release's unscaled base_lr / 100
+        decay_epochs=(),          # used by name="step"
+        decay_factor=0.1,
+    ))
+    config.schedule.warmup_epochs = 8.0
+
+    config.log_every_steps = 50
+    config.checkpoint_every_steps = 1000
+    config.keep_checkpoints = 3
+    config.async_checkpointing = True
+    config.eval_every_epochs = placeholder(float)
+    config.eval_every_epochs = 2.0
+    config.eval_every_steps = placeholder(int)
+    config.eval_protocol = "val"
+
+    # One data axis over every device; -1 means "all remaining devices".
+    config.mesh_shape = (-1,)
+    config.mesh_axes = ("data",)
+    config.shard_params = False   # True: FSDP-style, parameters split along `data`
+
+    # Initialization from another checkpoint (.pth, converted or training dir).
+    config.init_from = ""
+    config.init_batch_stats = False   # the release's ImageNet init copies params only
+    config.init_reinit_head = False
     return config

@@ -40,3 +40,24 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
         else:
             result[key] = ast.literal_eval(value)
     return result
+
+
+def resolve_steps(config: ml_collections.ConfigDict, prefix: str, steps_per_epoch: int,
+                  default: int | None = None) -> int:
+    """Turns `{prefix}_steps` or `{prefix}_epochs` of `config` into a step count.
+
+    `{prefix}_steps` wins when set, so `--config.total_steps=100` overrides a
+    config's epochs from the command line; epochs may be fractional and are
+    rounded to the nearest step. None or absent counts as unset.
+    """
+    steps = config.get(f"{prefix}_steps")
+    epochs = config.get(f"{prefix}_epochs")
+    if steps is not None:
+        return int(steps)
+    if epochs is not None:
+        if steps_per_epoch <= 0:
+            raise ValueError(f"{prefix}_epochs needs a dataset size; steps_per_epoch={steps_per_epoch}")
+        return int(round(epochs * steps_per_epoch))
+    if default is None:
+        raise ValueError(f"set {prefix}_steps or {prefix}_epochs")
+    return default

@@ -1,0 +1,68 @@
+"""Evaluation over view-indexed datasets: metrics summed on device, views kept on host.
+
+Each batch is a global array sharded like a training batch. Top-1/top-5 hits and
+the loss are summed under jit over the unmasked views of every process; each
+process also keeps its own views' logits with their (video, clip, crop) indices,
+so that protocols can average per video afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec as P
+
+from squeezetime_jax.training import mesh as mesh_lib
+from squeezetime_jax.training.step import eval_metrics, predict_step
+
+_VIEW_KEYS = ("label", "video_index", "clip_index", "crop_index", "mask")
+
+
+@dataclasses.dataclass
+class EvalResult:
+    sums: dict[str, float]
+    # This process's views (masked padding removed): logits and their indices.
+    views: dict[str, np.ndarray]
+
+    def metrics(self) -> dict[str, float]:
+        count = max(self.sums["count"], 1.0)
+        return {"top1": self.sums["top1_sum"] / count, "top5": self.sums["top5_sum"] / count,
+                "loss": self.sums["loss_sum"] / count, "views": self.sums["count"]}
+
+
+class Evaluator:
+    def __init__(self, model, mesh, global_batch_size: int):
+        self.mesh = mesh
+        mesh_lib.check_batch_divides(global_batch_size, mesh)
+        sharding = mesh_lib.batch_sharding(mesh)
+        self._predict = jax.jit(functools.partial(predict_step, model=model),
+                                out_shardings=sharding)
+        self._metrics = jax.jit(eval_metrics, out_shardings=mesh_lib.replicated(mesh))
+
+    def _local(self, array: jax.Array) -> np.ndarray:
+        return np.asarray(multihost_utils.global_array_to_host_local_array(
+            array, self.mesh, P(self.mesh.axis_names)))
+
+    def evaluate(self, variables: Any, batches: Iterable[dict[str, np.ndarray]],
+                 keep_views: bool = False) -> EvalResult:
+        sums: dict[str, float] = {}
+        kept: dict[str, list[np.ndarray]] = {key: [] for key in ("logits",) + _VIEW_KEYS}
+        for local_batch in batches:
+            batch = mesh_lib.global_batch(
+                {k: local_batch[k] for k in ("video",) + _VIEW_KEYS if k in local_batch}, self.mesh)
+            logits = self._predict(variables, batch)
+            step_sums = self._metrics(logits, batch["label"], batch["mask"])
+            for key, value in jax.device_get(step_sums).items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            if keep_views:
+                mask = np.asarray(local_batch["mask"], bool)
+                kept["logits"].append(self._local(logits)[mask])
+                for key in _VIEW_KEYS:
+                    kept[key].append(np.asarray(local_batch[key])[mask])
+        views = {k: np.concatenate(v) for k, v in kept.items() if v} if keep_views else {}
+        return EvalResult(sums=sums, views=views)

@@ -1,0 +1,90 @@
+"""The device mesh and the shardings of batches and train state.
+
+One code path from one CPU to a TPU pod: a 1D (or 2D) mesh over every device of
+every process, the batch split along the `data` axis, parameters replicated or
+(FSDP-style) split along the same axis.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+    """Replaces one -1 in `shape` by what remains of `num_devices`."""
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"mesh shape {shape} may contain at most one -1")
+    known = int(np.prod([s for s in shape if s != -1]))
+    if known <= 0 or num_devices % known:
+        raise ValueError(f"mesh shape {shape} does not divide the {num_devices} devices")
+    resolved = tuple(num_devices // known if s == -1 else s for s in shape)
+    if int(np.prod(resolved)) != num_devices:
+        raise ValueError(f"mesh shape {shape} covers {int(np.prod(resolved))} devices, "
+                         f"but {num_devices} exist")
+    return resolved
+
+
+def make_mesh(shape: Sequence[int] = (-1,), axis_names: Sequence[str] = (DATA_AXIS,),
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A mesh over all devices (of all processes); -1 means "the rest"."""
+    devices = list(jax.devices() if devices is None else devices)
+    if len(shape) != len(axis_names):
+        raise ValueError(f"mesh shape {tuple(shape)} and axis names {tuple(axis_names)} differ in length")
+    resolved = resolve_mesh_shape(shape, len(devices))
+    # Auto axes: shardings propagate through the jitted step as in jax.jit's classic
+    # mode (jax.make_mesh would default to Explicit axes).
+    return Mesh(np.asarray(devices).reshape(resolved), tuple(axis_names),
+                axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over every mesh axis; the rest replicated."""
+    return NamedSharding(mesh, P(mesh.axis_names))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def fsdp_sharding(mesh: Mesh, shape: Sequence[int], min_size: int = 2 ** 14) -> NamedSharding:
+    """Splits the largest axis divisible by the data axis; small arrays stay replicated."""
+    size = mesh.shape[DATA_AXIS]
+    if size == 1 or int(np.prod(shape)) < min_size:
+        return replicated(mesh)
+    for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+        if shape[axis] % size == 0:
+            spec = [None] * len(shape)
+            spec[axis] = DATA_AXIS
+            return NamedSharding(mesh, P(*spec))
+    return replicated(mesh)
+
+
+def state_shardings(mesh: Mesh, abstract_state: Any, shard_params: bool = False) -> Any:
+    """Shardings for a train-state pytree of ShapeDtypeStructs."""
+    if not shard_params:
+        return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+    return jax.tree.map(lambda leaf: fsdp_sharding(mesh, leaf.shape), abstract_state)
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Assembles each process's part of the batch into global arrays on `mesh`."""
+    sharding = batch_sharding(mesh)
+    return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+            for key, value in local_batch.items()}
+
+
+def check_batch_divides(global_batch_size: int, mesh: Mesh) -> None:
+    devices = mesh.devices.size
+    if global_batch_size % devices:
+        raise ValueError(f"batch_size {global_batch_size} is not divisible by the {devices} "
+                         f"devices of the mesh {dict(mesh.shape)}")
+    if global_batch_size % jax.process_count():
+        raise ValueError(f"batch_size {global_batch_size} is not divisible by the "
+                         f"{jax.process_count()} processes")

@@ -1,0 +1,61 @@
+"""The jitted train and evaluation steps (pure functions of state and batch)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from squeezetime_jax.data.normalize import normalize_on_device
+from squeezetime_jax.training.state import TrainState
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
+               schedule: Callable[[jax.Array], jax.Array]) -> tuple[TrainState, dict[str, Any]]:
+    """One SGD step. BatchNorm statistics are those of the global batch: under jit
+    the batch is one logical array, however many devices hold its shards."""
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    clip = normalize_on_device(batch["video"])
+    labels = batch["label"]
+
+    def loss_fn(params):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": state.batch_stats}, clip, train=True,
+            mutable=["batch_stats"], rngs={"dropout": dropout_rng})
+        return cross_entropy(logits, labels).mean(), (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+        "learning_rate": schedule(state.step),
+        "grad_norm": optax.global_norm(grads),
+    }
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+
+def predict_step(variables: dict[str, Any], batch: dict[str, jax.Array], *, model) -> jax.Array:
+    """Float32 logits of a batch of uint8 clips, in inference mode."""
+    return model.apply(variables, normalize_on_device(batch["video"]), train=False)
+
+
+def eval_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+    """Sums (not means) of top-1/top-5 hits and loss over the unmasked examples."""
+    mask = mask.astype(jnp.float32)
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    return {
+        "count": mask.sum(),
+        "loss_sum": (cross_entropy(logits, labels) * mask).sum(),
+        "top1_sum": ((top5[:, 0] == labels) * mask).sum(),
+        "top5_sum": (jnp.any(top5 == labels[:, None], axis=-1) * mask).sum(),
+    }

@@ -1,0 +1,222 @@
+"""train_and_evaluate(config, workdir): the whole training run, top to bottom.
+
+Sections: config checks, logging, mesh, input, model and optimizer, update step,
+checkpoint restore (or fresh init / init_from), evaluator, loop. One code path
+from one CPU to a multi-host TPU pod: the batch is one global array sharded
+along the mesh's data axis, each process feeding its own part.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from squeezetime_jax import data as data_lib
+from squeezetime_jax.config_utils import resolve_steps
+from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
+from squeezetime_jax.models import build_model
+from squeezetime_jax.training import checkpointing, evaluation, mesh as mesh_lib, optim
+from squeezetime_jax.training.config_checks import check_config
+from squeezetime_jax.training.initialization import merge_pretrained
+from squeezetime_jax.training.metrics_writer import MetricWriter
+from squeezetime_jax.training.state import TrainState, create_train_state
+from squeezetime_jax.training.step import train_step
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class _StopFlag:
+    """Set by SIGTERM (TPU preemption): checkpoint at the next step boundary, then exit."""
+
+    def __init__(self):
+        self.requested = False
+
+    def install(self):
+        try:
+            signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. some notebook runners)
+            logging.warning("SIGTERM handler not installed: not in the main thread")
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+
+def _train_input(config, mesh, seed: int):
+    """The per-process training iterator and the number of training examples."""
+    per_process = config.batch_size // jax.process_count()
+    if config.data.dataset == RANDOM_DATASET:
+        num_examples = config.data.get("num_examples") or 1024
+        ds = make_random_train_dataset(
+            num_examples=num_examples, num_classes=config.model.num_classes,
+            num_frames=config.model.num_frames, crop_size=config.data.train.crop_size,
+            batch_size_per_process=per_process, seed=seed,
+            process_index=jax.process_index(), process_count=jax.process_count())
+        return ds, num_examples
+    info = data_lib.dataset_info(config.data.data_dir, config.data.dataset)
+    if info.num_classes != config.model.num_classes:
+        raise ValueError(f"dataset {config.data.dataset} has {info.num_classes} classes but "
+                         f"model.num_classes is {config.model.num_classes}")
+    ds = data_lib.make_train_dataset(config.data, batch_size_per_process=per_process, seed=seed)
+    return ds, info.num_examples[config.data.train.split]
+
+
+def _init_from(state: TrainState, config) -> TrainState:
+    from squeezetime_jax.loading import load_variables  # imports torch only for .pth files
+
+    source = load_variables(config.init_from).variables
+    target = jax.device_get(state.variables)
+    merged, report = merge_pretrained(target, source, copy_batch_stats=config.init_batch_stats,
+                                      reinit_head=config.init_reinit_head)
+    logging.info("init_from %s: %s", config.init_from, report.summary())
+    print(f"init_from {config.init_from}: {report.summary()}", flush=True)
+    params = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
+                          merged["params"], state.params)
+    batch_stats = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
+                               merged["batch_stats"], state.batch_stats)
+    return state.replace(params=params, batch_stats=batch_stats)
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    # ---------------------------------------------------------------- checks
+    check_config(config)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+
+    # ---------------------------------------------------------------- logging
+    writer = MetricWriter(workdir)
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config.to_dict(), f, indent=2, default=str)
+
+    # ---------------------------------------------------------------- mesh
+    mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
+    mesh_lib.check_batch_divides(config.batch_size, mesh)
+    logging.info("mesh %s over %d devices in %d processes", dict(mesh.shape),
+                 jax.device_count(), jax.process_count())
+
+    # ---------------------------------------------------------------- input
+    train_ds, num_train = _train_input(config, mesh, config.seed)
+    steps_per_epoch = max(num_train // config.batch_size, 1)
+    total_steps = resolve_steps(config, "total", steps_per_epoch)
+    train_iter = iter(train_ds)
+
+    # ---------------------------------------------------------------- model and optimizer
+    model = build_model(config.model)
+    schedule = optim.make_schedule(config, config.batch_size, total_steps, steps_per_epoch)
+    tx = optim.make_optimizer(config, schedule)
+    size = config.data.train.crop_size
+    clip_shape = (1, config.model.num_frames, size, size, 3)
+    init_fn = functools.partial(create_train_state, model, tx, clip_shape=clip_shape)
+    rng = jax.random.PRNGKey(config.seed)
+    abstract_state = jax.eval_shape(init_fn, rng)
+    state_shardings = mesh_lib.state_shardings(mesh, abstract_state, config.shard_params)
+
+    # ---------------------------------------------------------------- update step
+    step_fn = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, schedule=schedule),
+        in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
+        out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
+        donate_argnums=0)
+
+    # ---------------------------------------------------------------- checkpoint restore
+    manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints,
+                                         async_save=config.async_checkpointing)
+    latest = manager.latest_step()
+    if latest is not None:
+        target = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
+        state = checkpointing.restore(manager, latest, target, train_iter)
+        logging.info("resumed from step %d", latest)
+        if is_chief:
+            print(f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {latest}",
+                  flush=True)
+    else:
+        state = jax.jit(init_fn, out_shardings=state_shardings)(rng)
+        if config.init_from:
+            state = _init_from(state, config)
+
+    # ---------------------------------------------------------------- evaluator
+    eval_every = resolve_steps(config, "eval_every", steps_per_epoch, default=0)
+    evaluator = None
+    if eval_every and config.data.dataset != RANDOM_DATASET:
+        evaluator = evaluation.Evaluator(model, mesh, config.eval_batch_size)
+
+    def run_validation(step: int) -> None:
+        eval_ds = data_lib.make_eval_dataset(
+            config.data, batch_size_per_process=config.eval_batch_size // jax.process_count(),
+            protocol=config.eval_protocol)
+        result = evaluator.evaluate(state.variables, eval_ds)
+        writer.write(step, result.metrics(), prefix="val/")
+        if is_chief:
+            print(f"step {step} validation: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in result.metrics().items()), flush=True)
+
+    # ---------------------------------------------------------------- loop
+    stop = _StopFlag()
+    stop.install()
+    start_step = int(jax.device_get(state.step))
+    logging.info("training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch)
+    last_log_time, last_log_step = time.perf_counter(), start_step
+    step = start_step
+    while step < total_steps:
+        batch = mesh_lib.global_batch(next(train_iter), mesh)
+        state, metrics = step_fn(state, batch)
+        step += 1
+
+        at_log = step % config.log_every_steps == 0 or step == total_steps
+        at_save = step % config.checkpoint_every_steps == 0 or step == total_steps
+        preempted = stop.requested or manager.reached_preemption(step)
+        if at_log or at_save or preempted:
+            # The only host syncs of the loop: a NaN never reaches a checkpoint.
+            scalars = jax.device_get(metrics)
+            if not np.isfinite(scalars["loss"]):
+                manager.wait_until_finished()
+                raise NonFiniteLossError(
+                    f"loss is {scalars['loss']} at step {step}; stopping. The last good "
+                    f"checkpoint is step {manager.latest_step()} in "
+                    f"{checkpointing.checkpoint_dir(workdir)}")
+        if at_log:
+            now = time.perf_counter()
+            clips_per_s = (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-9)
+            scalars["clips_per_second"] = clips_per_s
+            scalars["epoch"] = step / steps_per_epoch
+            writer.write(step, scalars, prefix="train/")
+            if is_chief:
+                eta = (total_steps - step) * config.batch_size / max(clips_per_s, 1e-9)
+                print(f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | "
+                      f"acc {scalars['accuracy']:.3f} | lr {scalars['learning_rate']:.3g} | "
+                      f"{clips_per_s:.1f} clips/s | eta {_format_eta(eta)}", flush=True)
+            last_log_time, last_log_step = time.perf_counter(), step
+        if at_save or preempted:
+            checkpointing.save(manager, step, state, train_iter, force=True)
+        if evaluator is not None and (step % eval_every == 0 or step == total_steps):
+            run_validation(step)
+        if preempted:
+            manager.wait_until_finished()
+            logging.warning("stopping at step %d on SIGTERM; checkpoint saved", step)
+            if is_chief:
+                print(f"SIGTERM: checkpoint saved at step {step}; exiting", flush=True)
+            break
+
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    return state

@@ -1,0 +1,34 @@
+"""Trains SqueezeTime.
+
+    python train.py --config configs/k400.py --workdir DIR [--config.field=value ...]
+
+Re-running the same command resumes from the latest complete checkpoint in DIR.
+On a multi-host TPU slice, run the same command on every worker. Elsewhere,
+several processes find each other through --coordinator_address,
+--num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, ...).
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from squeezetime_jax.training import distributed
+from squeezetime_jax.training.trainer import train_and_evaluate
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and the saved config.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
