@@ -272,3 +272,23 @@ def test_load_pth_and_directory_match_the_twin(tmp_path, tiny_pth):
         assert np.abs(logits - reference).max() <= 1e-5 * np.abs(reference).max()
     with pytest.raises(CheckpointError, match="not a checkpoint this library reads"):
         load(tmp_path)
+
+
+def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
+    path, _ = tiny_pth
+    checkpoints.save_converted(tmp_path / "dir", checkpoints.load_torch_checkpoint(path))
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "import numpy as np\n"
+        "from squeezetime_jax.interop.errors import CheckpointError\n"
+        "from squeezetime_jax.loading import load\n"
+        "import squeezetime_jax.convert\n"
+        f"print(load({str(tmp_path / 'dir')!r})(np.zeros((1, 4, 32, 32, 3), np.float32)).shape)\n"
+        "try:\n"
+        f"    load({str(path)!r})\n"
+        "except CheckpointError as error:\n"
+        "    print('needs torch' if 'torch extra' in str(error) else error)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["(1, 5)", "needs torch"]

@@ -32,8 +32,7 @@ FORMAT = "squeezetime_jax.converted/1"
 def load_torch_checkpoint(path: str | os.PathLike, config=None, *, drop_head: bool = False,
                           num_classes: int | None = None, seed: int = 0) -> Conversion:
     """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`)."""
-    from squeezetime_jax.interop.torch_io import read_state_dict
-
+    read_state_dict = _torch_io(path).read_state_dict
     state_dict = read_state_dict(path)
     return from_torch(state_dict, config, drop_head=drop_head, num_classes=num_classes,
                       source=os.fspath(path), seed=seed)
@@ -43,14 +42,23 @@ def save_torch_checkpoint(path: str | os.PathLike, variables, config, *, plain: 
                           meta: Mapping | None = None) -> "dict[str, np.ndarray]":
     """Writes {'state_dict', 'meta'} (bare state_dict if plain) that the released model
     loads with strict=True. Returns the state_dict written."""
-    from squeezetime_jax.interop.torch_io import write_checkpoint
-
+    write_checkpoint = _torch_io(path).write_checkpoint
     state_dict = to_torch(variables, config)
     meta = dict(meta or {})
     meta.setdefault("model_config", json.loads(make_model_config(dict(config)).to_json()))
     meta.setdefault("exported_by", "squeezetime_jax")
     write_checkpoint(path, state_dict, meta, plain=plain)
     return state_dict
+
+
+def _torch_io(path):
+    try:
+        from squeezetime_jax.interop import torch_io
+    except ImportError as error:
+        raise CheckpointError(f"{os.fspath(path)}: PyTorch files need torch ({error}); "
+                              "install the torch extra: pip install 'squeezetime_jax[torch]'"
+                              ) from None
+    return torch_io
 
 
 def save_converted(directory: str | os.PathLike, conversion: Conversion,
