@@ -170,3 +170,20 @@ def test_train_pipeline_pixels_follow_a_valid_random_offset(prepared):
       assert matches, "frames are not a clip of stride 2 from a valid offset"
       starts.add(matches[0])
   assert len(starts) > 3  # the offset is random
+
+
+@pytest.mark.parametrize("name", ["c0/bframes.mp4", "c1/vfr.mp4", "c2/mpeg4.avi"])
+def test_keyframe_seek_gives_the_same_frames_as_decoding_from_start(files, name):
+  videos, root = files
+  n = videos[name].num_frames
+  data = (root / name).read_bytes()
+  wanted = set(range(n // 2, n, 3))
+  convert = lambda f: f.to_ndarray(format="rgb24")
+  seeked = video_decode._decode_after_seek(data, wanted, convert, 1)
+  assert seeked is not None  # these files have keyframes past the start: the seek is used
+  full = video_decode._decode_from_start(data, wanted, convert, 1)
+  assert seeked.keys() == full.keys() == wanted
+  for i in wanted:
+    np.testing.assert_array_equal(seeked[i], full[i])
+  np.testing.assert_array_equal(
+      frame_indices(np.stack([seeked[i] for i in sorted(wanted)]), n), sorted(wanted))

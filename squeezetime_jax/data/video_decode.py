@@ -126,7 +126,17 @@ def decode_frames(
   if indices.size == 0:
     raise ValueError("no frame indices requested")
   wanted = set(int(i) for i in indices)
-  last = int(indices.max())
+  convert = lambda frame: _to_rgb(frame, short_side)
+  got = None
+  if min(wanted) > 0:
+    got = _decode_after_seek(data, wanted, convert, threads)
+  if got is None:
+    got = _decode_from_start(data, wanted, convert, threads)
+  return np.stack([got[int(i)] for i in indices])
+
+
+def _decode_from_start(data, wanted, convert, threads) -> dict[int, np.ndarray]:
+  last = max(wanted)
   got: dict[int, np.ndarray] = {}
   container = _open(data)
   n = 0
@@ -136,7 +146,7 @@ def decode_frames(
     try:
       for frame in container.decode(stream):
         if n in wanted:
-          got[n] = _to_rgb(frame, short_side)
+          got[n] = convert(frame)
         n += 1
         if n > last:
           break
@@ -150,7 +160,55 @@ def decode_frames(
     raise VideoDecodeError("no decodable frame")
   if n <= last:
     raise ShortVideoError(n, last)
-  return np.stack([got[int(i)] for i in indices])
+  return got
+
+
+def _decode_after_seek(data, wanted, convert, threads) -> dict[int, np.ndarray] | None:
+  """Decodes from the last keyframe before the first wanted frame.
+
+  Frame i is the frame with the i-th smallest packet timestamp, so the result matches
+  counting from the start. Returns None (decode from the start instead) whenever that
+  mapping cannot be trusted: missing or repeated timestamps, a frame whose timestamp
+  is not a packet's, a wanted frame that does not come out, any decoding error.
+  """
+  try:
+    container = _open(data)
+  except VideoDecodeError:
+    return None
+  try:
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = threads
+    pts, keys = [], []
+    for packet in container.demux(stream):
+      if packet.size:
+        if packet.pts is None:
+          return None
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+          keys.append(packet.pts)
+    order = sorted(pts)
+    last, first = max(wanted), min(wanted)
+    if last >= len(order) or len(set(order)) != len(order):
+      return None
+    starts = [k for k in keys if k <= order[first]]
+    if not starts or max(starts) <= order[0]:
+      return None  # no keyframe to skip to: decoding from the start is as fast
+    index_of = {p: i for i, p in enumerate(order)}
+    container.seek(max(starts), stream=stream, backward=True, any_frame=False)
+    got = {}
+    for frame in container.decode(stream):
+      i = index_of.get(frame.pts)
+      if i is None:
+        return None
+      if i in wanted:
+        got[i] = convert(frame)
+      if i >= last:
+        break
+    return got if len(got) == len(wanted) else None
+  except av.FFmpegError:
+    return None
+  finally:
+    container.close()
 
 
 def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
