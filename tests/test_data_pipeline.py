@@ -16,9 +16,9 @@ from squeezetime_jax.data import (
 )
 from squeezetime_jax.data import synthetic_videos as sv
 
-from _data_suite import DATASET, prepare_suite, small_config
+from squeezetime_jax.data.demo_dataset import DATASET, small_data_config as small_config
+from squeezetime_jax.data.demo_dataset import write_demo_dataset as prepare_suite
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +85,11 @@ def test_batches_do_not_depend_on_worker_count(prepared):
 
 
 _RESTORE_SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {here!r})
     import numpy as np
     import orbax.checkpoint as ocp
     import grain
     from squeezetime_jax.data import make_train_dataset
-    from _data_suite import small_config
+    from squeezetime_jax.data.demo_dataset import small_data_config as small_config
 
     cfg = small_config({out!r})
     cfg.num_frames, cfg.frame_interval = 4, 2
@@ -123,7 +121,7 @@ def test_restore_in_fresh_process_yields_the_same_next_batches(prepared, tmp_pat
   if hasattr(it, "close"):
     it.close()
   npz = str(tmp_path / "restored.npz")
-  script = _RESTORE_SCRIPT.format(here=HERE, out=out, ckpt=ckpt, npz=npz, workers=workers)
+  script = _RESTORE_SCRIPT.format(out=out, ckpt=ckpt, npz=npz, workers=workers)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
   got = np.load(npz)

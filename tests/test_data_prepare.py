@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from squeezetime_jax.data import dataset_info, prepare
 from squeezetime_jax.data import synthetic_videos as sv
 
-from _data_suite import CLASSES, DATASET, prepare_suite
+from squeezetime_jax.data.demo_dataset import CLASSES, DATASET, write_demo_dataset as prepare_suite
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from squeezetime_jax.data import make_eval_dataset, make_train_dataset, sampling
 from squeezetime_jax.data import synthetic_videos as sv
 from squeezetime_jax.data import video_decode
 
-from _data_suite import DATASET, prepare_suite, small_config
+from squeezetime_jax.data.demo_dataset import DATASET, small_data_config as small_config
+from squeezetime_jax.data.demo_dataset import write_demo_dataset as prepare_suite
 
 
 def expected_test_indices(n, clip_len, interval, num_clips):

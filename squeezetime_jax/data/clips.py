@@ -16,7 +16,7 @@ from squeezetime_jax.data import sampling, transforms, video_decode
 
 def _decode_clips(
     data: bytes, total_frames: int, cfg, *, num_clips: int, train: bool,
-    rng: np.random.Generator | None, short_side: int,
+    rng: np.random.Generator | None, short_side: int, crop_resize=None,
 ) -> np.ndarray:
   """(num_clips, T, H, W, 3) at the given short side; re-samples if the stream is short.
 
@@ -29,7 +29,8 @@ def _decode_clips(
     )
     try:
       frames = video_decode.decode_frames(
-          data, inds, short_side=short_side, threads=cfg.decode_threads
+          data, inds, short_side=short_side, crop_resize=crop_resize,
+          threads=cfg.decode_threads,
       )
       return frames.reshape(inds.shape + frames.shape[1:])
     except video_decode.ShortVideoError as e:
@@ -70,11 +71,9 @@ class TrainClip(grain.transforms.RandomMap):
 
   def _clip(self, record: Mapping, rng: np.random.Generator) -> np.ndarray:
     cfg, t = self._cfg, self._cfg.train
-    video = _decode_clips(
-        record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
-        rng=rng, short_side=t.short_side,
-    )[0]
-    _, h, w, _ = video.shape
+    # The crop is chosen on the short-side-resized frame size (known from the record),
+    # then cut and scaled while decoding: one resampling per frame, not two.
+    h, w = video_decode.short_side_size(int(record["height"]), int(record["width"]), t.short_side)
     if t.multiscale_crop:
       box = transforms.multiscale_crop_box(
           h, w, rng, scales=t.scales, max_aspect_gap=t.max_aspect_gap,
@@ -82,7 +81,10 @@ class TrainClip(grain.transforms.RandomMap):
       )
     else:
       box = transforms.center_crop_box(h, w, t.crop_size)
-    video = transforms.resize_bilinear(transforms.crop(video, box), t.crop_size, t.crop_size)
+    video = _decode_clips(
+        record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
+        rng=rng, short_side=t.short_side, crop_resize=(box, t.crop_size, t.crop_size),
+    )[0]
     if rng.random() < t.flip_prob:
       video = transforms.flip(video)
     if t.color_jitter:
