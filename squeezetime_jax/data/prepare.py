@@ -179,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--workers", type=int, default=1)
   p.add_argument("--overwrite", action="store_true")
   args = p.parse_args(argv)
+  tfds.disable_progress_bar()  # our bar counts videos with a known total instead
   try:
     summary = prepare_dataset(
         args.list, args.root, args.out, classes=args.classes, config=args.config,

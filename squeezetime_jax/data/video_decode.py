@@ -137,9 +137,7 @@ def decode_frames(
     if short_side is None:
       raise ValueError("crop_resize needs short_side")
     convert = lambda frame: _crop_resize_rgb(frame, short_side, *crop_resize)
-  got = None
-  if min(wanted) > 0:
-    got = _decode_after_seek(data, wanted, convert, threads)
+  got = _decode_by_timestamp(data, wanted, convert, threads)
   if got is None:
     got = _decode_from_start(data, wanted, convert, threads)
   return np.stack([got[int(i)] for i in indices])
@@ -173,13 +171,16 @@ def _decode_from_start(data, wanted, convert, threads) -> dict[int, np.ndarray]:
   return got
 
 
-def _decode_after_seek(data, wanted, convert, threads) -> dict[int, np.ndarray] | None:
-  """Decodes from the last keyframe before the first wanted frame.
+def _decode_by_timestamp(data, wanted, convert, threads) -> dict[int, np.ndarray] | None:
+  """Decodes only what the wanted frames need, indexing frames by timestamp.
 
-  Frame i is the frame with the i-th smallest packet timestamp, so the result matches
-  counting from the start. Returns None (decode from the start instead) whenever that
-  mapping cannot be trusted: missing or repeated timestamps, a frame whose timestamp
-  is not a packet's, a wanted frame that does not come out, any decoding error.
+  Frame i is the frame with the i-th smallest packet timestamp, which matches counting
+  decoded frames from the start. Knowing each packet's frame index before decoding
+  it allows two savings: start at the last keyframe before the first wanted frame,
+  and let the decoder drop unwanted frames that nothing references (most B-frames).
+  Returns None (decode from the start instead) whenever that mapping cannot be
+  trusted: missing or repeated timestamps, a frame whose timestamp is not a packet's,
+  a wanted frame that does not come out, any decoding error.
   """
   try:
     container = _open(data)
@@ -187,7 +188,8 @@ def _decode_after_seek(data, wanted, convert, threads) -> dict[int, np.ndarray] 
     return None
   try:
     stream = container.streams.video[0]
-    stream.codec_context.thread_count = threads
+    ctx = stream.codec_context
+    ctx.thread_count = threads
     pts, keys = [], []
     for packet in container.demux(stream):
       if packet.size:
@@ -200,25 +202,45 @@ def _decode_after_seek(data, wanted, convert, threads) -> dict[int, np.ndarray] 
     last, first = max(wanted), min(wanted)
     if last >= len(order) or len(set(order)) != len(order):
       return None
-    starts = [k for k in keys if k <= order[first]]
-    if not starts or max(starts) <= order[0]:
-      return None  # no keyframe to skip to: decoding from the start is as fast
     index_of = {p: i for i, p in enumerate(order)}
-    container.seek(max(starts), stream=stream, backward=True, any_frame=False)
+    starts = [k for k in keys if k <= order[first]]
+    if not starts:
+      return None
+    if max(starts) > order[0]:
+      container.seek(max(starts), stream=stream, backward=True, any_frame=False)
+    else:
+      container.seek(order[0], stream=stream, backward=True, any_frame=False)
     got = {}
-    for frame in container.decode(stream):
-      i = index_of.get(frame.pts)
-      if i is None:
-        return None
-      if i in wanted:
-        got[i] = convert(frame)
-      if i >= last:
+
+    def take(frames) -> bool:
+      for frame in frames:
+        i = index_of.get(frame.pts)
+        if i is None:
+          raise _Untrusted
+        if i in wanted:
+          got[i] = convert(frame)
+        if i >= last:
+          return True
+      return False
+
+    for packet in container.demux(stream):
+      if packet.size and packet.pts is not None:
+        # Reference frames still decode: later frames need them.
+        ctx.skip_frame = "DEFAULT" if index_of.get(packet.pts) in wanted else "NONREF"
+      if take(ctx.decode(packet if packet.size else None)):
         break
+    else:
+      ctx.skip_frame = "DEFAULT"
+      take(ctx.decode(None))
     return got if len(got) == len(wanted) else None
-  except av.FFmpegError:
+  except (av.FFmpegError, _Untrusted):
     return None
   finally:
     container.close()
+
+
+class _Untrusted(Exception):
+  pass
 
 
 def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
