@@ -122,18 +122,25 @@ def color_jitter(
   v = video.astype(np.float32)
   for op in rng.permutation(4):
     if op == 0 and brightness > 0:
-      v = np.clip(v * rng.uniform(max(0, 1 - brightness), 1 + brightness), 0, 255)
+      v *= rng.uniform(max(0, 1 - brightness), 1 + brightness)
     elif op == 1 and contrast > 0:
       f = rng.uniform(max(0, 1 - contrast), 1 + contrast)
-      mean = (v @ _GRAY).mean(axis=(1, 2), keepdims=True)[..., None]
-      v = np.clip(f * v + (1 - f) * mean, 0, 255)
+      mean = (v @ _GRAY).mean(axis=(1, 2))[:, None, None, None]
+      v *= f
+      v += (1 - f) * mean
     elif op == 2 and saturation > 0:
       f = rng.uniform(max(0, 1 - saturation), 1 + saturation)
       gray = (v @ _GRAY)[..., None]
-      v = np.clip(f * v + (1 - f) * gray, 0, 255)
+      gray *= 1 - f
+      v *= f
+      v += gray
     elif op == 3 and hue > 0:
-      v = np.clip(v @ _hue_matrix(rng.uniform(-hue, hue)).T, 0, 255)
-  return np.rint(v).astype(np.uint8)
+      v = v @ _hue_matrix(rng.uniform(-hue, hue)).T
+    else:
+      continue
+    np.clip(v, 0, 255, out=v)
+  v += 0.5  # round half up; values are in [0, 255] after the clip
+  return v.astype(np.uint8)
 
 
 def random_erasing(
