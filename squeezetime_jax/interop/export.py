@@ -1,0 +1,408 @@
+"""Mobile export: PyTorch program, ExecuTorch (XNNPACK) and ONNX, each checked for parity.
+
+From any checkpoint `squeezetime_jax.loading` reads, `export_checkpoint` writes
+
+  squeezetime.pth               state_dict in the released layout (BatchNorm not folded)
+  squeezetime.pt2               torch.export program (torch.export.load)
+  squeezetime_xnnpack.pte       ExecuTorch program lowered to the XNNPACK backend
+  squeezetime_xnnpack_int8.pte  the same, int8 (PT2E, XNNPACKQuantizer), when asked
+  squeezetime.onnx              ONNX (torch.onnx dynamo exporter), weights inside
+  export_info.json              input layout, normalization, classes and parity results
+
+(`squeezetime_raw.*` with `raw_input`). Every program takes one clip, float32
+(1, 3, T, H, W), and returns logits (1, num_classes). By default the clip is normalized
+per RGB channel, (x - MEAN_RGB) / STD_RGB with pixels in 0..255; with `raw_input` it is
+the 0..255 pixels themselves, the normalization being folded into the stem convolution.
+BatchNorm is folded for inference in all programs.
+
+Each file is verified right after it is written: loaded with its own runtime
+(torch.export.load, ExecuTorch's Python runtime, onnxruntime) and run on a fixed clip
+of smooth moving shapes; its logits are compared with the JAX model's. The relative
+error is max|logits - jax| / max|jax|; float32 programs must stay within
+`TOLERANCES`. int8 is not expected to match that closely: its check is the looser
+`INT8_TOLERANCE` plus the same top-1 class on the clip, and `quantization_agreement`
+measures it on many clips.
+
+torch, executorch, onnx and onnxruntime are imported only when called.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import json
+import os
+from typing import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from squeezetime_jax.data.config import MEAN_RGB, STD_RGB
+
+FORMATS = ("pytorch", "executorch", "onnx")
+INSTALL_HINT = "pip install -e '.[export]'"
+# Python modules each format needs, and the extra that provides them.
+_REQUIRED = {
+    "pytorch": ("torch",),
+    "executorch": ("torch", "executorch", "torchao"),
+    "onnx": ("torch", "onnx", "onnxscript", "onnxruntime"),
+}
+# Relative logit error allowed against the JAX model (float32 everywhere). Measured
+# errors are ~1e-6 for the PyTorch program and ONNX and ~1e-5 for XNNPACK, whose
+# kernels sum in another order; the margin keeps depth-50 models and other CPUs green
+# while a layout or folding bug (errors of order 1) still fails loudly.
+TOLERANCES = {"pytorch": 1e-4, "executorch": 1e-3, "onnx": 1e-4}
+# int8 changes the logits by a few percent of their range; more than this is a broken
+# quantization (e.g. a calibration that saturates), not rounding.
+INT8_TOLERANCE = 0.25
+CALIBRATION_CLIPS = 4
+
+
+class MissingExtraError(ImportError):
+    """A format's Python packages are not installed; names them and the install line."""
+
+
+def require_extras(formats: Iterable[str]) -> None:
+    missing = sorted({m for f in formats for m in _REQUIRED[f]
+                      if importlib.util.find_spec(m) is None})
+    if missing:
+        raise MissingExtraError(
+            f"{', '.join(formats)} export needs {', '.join(missing)}, which is not installed: "
+            f"install the export extra with `{INSTALL_HINT}` (or "
+            "`pip install 'squeezetime_jax[export]'`)")
+
+
+# ---------------------------------------------------------------------------------
+# Inputs
+
+
+def reference_clip(num_frames: int, size: int, seed: int = 0) -> np.ndarray:
+    """A real-looking clip, float32 (T, H, W, 3) pixels in 0..255, deterministic.
+
+    Smooth shapes, not noise: a colour gradient background, drifting stripes and a
+    soft blob moving across the frame, so activations look like those of video (noise
+    drives the gate's pooled statistics to atypical values). `seed` varies colours,
+    directions and speeds, giving distinct clips for calibration and agreement tests.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_frames, dtype=np.float64)[:, None, None]
+    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    yy, xx = yy[None], xx[None]
+    base = rng.uniform(40, 200, size=3)
+    tilt = rng.uniform(-60, 60, size=(3, 2))
+    angle = rng.uniform(0, np.pi)
+    freq, speed = rng.uniform(3, 8), rng.uniform(0.05, 0.2)
+    phase = 2 * np.pi * (freq * (np.cos(angle) * xx + np.sin(angle) * yy) - speed * t)
+    stripes = np.sin(phase)
+    start, velocity = rng.uniform(0.2, 0.8, size=2), rng.uniform(-0.6, 0.6, size=2)
+    centre = start + velocity * t[..., None] / max(num_frames, 1)
+    blob = np.exp(-((xx - centre[..., 0]) ** 2 + (yy - centre[..., 1]) ** 2) / 0.02)
+    blob_colour = rng.uniform(-100, 100, size=3)
+    channels = [base[c] + tilt[c, 0] * xx + tilt[c, 1] * yy + 25 * stripes
+                + blob_colour[c] * blob for c in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.float32)
+
+
+def normalize(pixels: np.ndarray) -> np.ndarray:
+    """(x - mean) / std per RGB channel (channels-last), as the released configs."""
+    return ((pixels - np.asarray(MEAN_RGB, np.float32)) / np.asarray(STD_RGB, np.float32)
+            ).astype(np.float32)
+
+
+def to_program_input(clip: np.ndarray, raw_input: bool = False) -> np.ndarray:
+    """(T, H, W, 3) 0..255 pixels -> the exported programs' float32 (1, 3, T, H, W)."""
+    x = clip if raw_input else normalize(clip)
+    return np.ascontiguousarray(np.transpose(x, (3, 0, 1, 2))[None], dtype=np.float32)
+
+
+def jax_logits(conversion, clips: np.ndarray) -> np.ndarray:
+    """The JAX model's logits for pixel clips (N, T, H, W, 3) in 0..255."""
+    from squeezetime_jax.models import build_model
+
+    module = build_model(conversion.config)
+    apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
+    return np.asarray(apply(conversion.variables, jnp.asarray(normalize(clips))))
+
+
+# ---------------------------------------------------------------------------------
+# The PyTorch model to export
+
+
+def torch_twin(conversion):
+    """The plain PyTorch SqueezeTime with the conversion's weights, in eval mode."""
+    import torch
+
+    from squeezetime_jax.interop.conversion import to_torch
+    from squeezetime_jax.interop.torch_model import SqueezeTimeTorch
+
+    model = SqueezeTimeTorch.from_config(conversion.config)
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in
+             to_torch(conversion.variables, conversion.config).items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def inference_model(twin, num_frames: int, size: int, raw_input: bool = False):
+    """A copy of the twin ready for export at (num_frames, size, size): BatchNorm
+    folded, positional embeddings resized once, normalization folded if `raw_input`."""
+    import torch
+
+    from squeezetime_jax.interop.folding import (
+        bake_positional_embeddings_, fold_batchnorm_, fold_input_normalization_)
+
+    model = fold_batchnorm_(copy.deepcopy(twin).eval())
+    bake_positional_embeddings_(model, torch.zeros(1, 3, num_frames, size, size))
+    if raw_input:
+        fold_input_normalization_(model, MEAN_RGB, STD_RGB, (size, size))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+# ---------------------------------------------------------------------------------
+# Writers
+
+
+def export_program(model, example: np.ndarray):
+    """torch.export of the inference model on a static (1, 3, T, H, W) input."""
+    import torch
+
+    with torch.no_grad():
+        return torch.export.export(model, (torch.from_numpy(example),), strict=False)
+
+
+def write_state_dict(path: str, twin) -> str:
+    """The released-layout state_dict (BatchNorm kept), loadable with strict=True."""
+    import torch
+
+    torch.save(twin.state_dict(), path)
+    return path
+
+
+def write_pt2(path: str, program) -> str:
+    import torch
+
+    torch.export.save(program, path)
+    return path
+
+
+def _lower_to_xnnpack(program) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    return edge.to_executorch().buffer
+
+
+def write_pte(path: str, program) -> str:
+    with open(path, "wb") as f:
+        f.write(_lower_to_xnnpack(program))
+    return path
+
+
+def quantize_int8(model, example: np.ndarray, calibration: Sequence[np.ndarray]):
+    """PT2E static int8 (per-channel weights, XNNPACK scheme), calibrated on clips;
+    returns the exported program of the quantized model."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    with torch.no_grad():
+        graph = export_program(model, example).module()
+        prepared = prepare_pt2e(graph, quantizer)
+        for clip in calibration:
+            prepared(torch.from_numpy(clip))
+        quantized = convert_pt2e(prepared)
+        return torch.export.export(quantized, (torch.from_numpy(example),), strict=False)
+
+
+def write_onnx(path: str, program) -> str:
+    import torch
+
+    # One self-contained file (the weights are far below protobuf's 2 GB limit), which
+    # is what mobile runtimes load most simply.
+    torch.onnx.export(program, f=path, input_names=["video"], output_names=["logits"],
+                      dynamo=True, external_data=False, verbose=False)
+    return path
+
+
+# ---------------------------------------------------------------------------------
+# Runtimes: each returns a function numpy (1, 3, T, H, W) -> numpy logits.
+
+
+def load_pt2(path: str) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    module = torch.export.load(path).module()
+
+    def run(x):
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+    return run
+
+
+def load_pte(path: str) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(path).load_method("forward")
+    return lambda x: method.execute([torch.from_numpy(x)])[0].numpy()
+
+
+def load_onnx(path: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+# ---------------------------------------------------------------------------------
+# Verification
+
+
+@dataclasses.dataclass
+class Check:
+    """One exported file compared with the JAX model on the reference clip."""
+
+    format: str
+    path: str
+    max_abs: float
+    relative: float
+    tolerance: float
+    same_top1: bool
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.relative)) and self.relative <= self.tolerance and (
+            self.same_top1 or "int8" not in self.format)
+
+    def line(self) -> str:
+        verdict = "OK" if self.passed else "FAILED"
+        return (f"{self.format:<16} {os.path.basename(self.path):<30} max abs err "
+                f"{self.max_abs:.3e}  relative {self.relative:.3e}  (tolerance "
+                f"{self.tolerance:g}, same top-1: {self.same_top1})  {verdict}")
+
+
+def compare(fmt: str, path: str, logits: np.ndarray, reference: np.ndarray,
+            tolerance: float) -> Check:
+    logits = np.asarray(logits, np.float64).reshape(reference.shape)
+    reference = np.asarray(reference, np.float64)
+    max_abs = float(np.max(np.abs(logits - reference)))
+    relative = max_abs / max(float(np.max(np.abs(reference))), 1e-12)
+    same = bool(np.array_equal(logits.argmax(-1), reference.argmax(-1)))
+    return Check(fmt, path, max_abs, relative, tolerance, same)
+
+
+class ParityError(RuntimeError):
+    """An exported file's logits differ from the JAX model's beyond the tolerance."""
+
+
+# ---------------------------------------------------------------------------------
+# The whole export
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
+                      formats: Sequence[str] = FORMATS, *, frames: int | None = None,
+                      size: int | None = None, raw_input: bool = False, int8: bool = False,
+                      log: Callable[[str], None] = print) -> list[Check]:
+    """Writes and verifies the requested formats; returns one Check per file.
+
+    Raises ParityError (after writing and checking every file) when any check fails,
+    MissingExtraError when a format's packages are missing, and CheckpointError /
+    ValueError for unusable checkpoints or sizes.
+    """
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    if int8 and "executorch" not in formats:
+        raise ValueError("int8 applies to the ExecuTorch export: add the executorch format")
+    require_extras(formats)
+    from squeezetime_jax.loading import load_variables
+
+    conversion = load_variables(checkpoint)
+    config = conversion.config
+    frames = config.num_frames if frames is None else int(frames)
+    if frames != config.num_frames:
+        raise ValueError(f"{checkpoint}: the model takes {config.num_frames} frames (its stem "
+                         f"has {3 * config.num_frames} input channels), not --frames {frames}")
+    size = int(config.get("image_size", 224) if size is None else size)
+    if size < 32:
+        raise ValueError(f"size {size} is too small: the network downsamples by 32")
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(os.fspath(out_dir), "squeezetime_raw" if raw_input else "squeezetime")
+
+    clip = reference_clip(frames, size)
+    reference = jax_logits(conversion, clip[None])
+    example = to_program_input(clip, raw_input)
+    twin = torch_twin(conversion)
+    model = inference_model(twin, frames, size, raw_input)
+    log(f"exporting {checkpoint}: depth {config.depth}, {config.num_classes} classes, input "
+        f"(1, 3, {frames}, {size}, {size}) float32, "
+        f"{'raw 0..255 pixels' if raw_input else 'normalized'}")
+    program = export_program(model, example)
+    checks: list[Check] = []
+
+    def verify(fmt, path, run, tolerance):
+        check = compare(fmt, path, run(example), reference, tolerance)
+        log(check.line())
+        checks.append(check)
+
+    if "pytorch" in formats:
+        write_state_dict(stem + ".pth", twin)
+        log(f"wrote {stem}.pth (state_dict, released layout, normalized input)")
+        verify("pytorch", write_pt2(stem + ".pt2", program), load_pt2(stem + ".pt2"),
+               TOLERANCES["pytorch"])
+    if "executorch" in formats:
+        path = write_pte(stem + "_xnnpack.pte", program)
+        verify("executorch", path, load_pte(path), TOLERANCES["executorch"])
+        if int8:
+            calibration = [to_program_input(reference_clip(frames, size, seed), raw_input)
+                           for seed in range(1, CALIBRATION_CLIPS + 1)]
+            quantized = quantize_int8(model, example, calibration)
+            path = write_pte(stem + "_xnnpack_int8.pte", quantized)
+            verify("executorch-int8", path, load_pte(path), INT8_TOLERANCE)
+    if "onnx" in formats:
+        path = write_onnx(stem + ".onnx", program)
+        verify("onnx", path, load_onnx(path), TOLERANCES["onnx"])
+
+    write_info(stem, config, frames, size, raw_input, checks)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise ParityError("parity check failed for " + ", ".join(
+            f"{c.path} (relative error {c.relative:.3e} > {c.tolerance:g}"
+            f"{'' if c.same_top1 else ', top-1 differs'})" for c in failed))
+    return checks
+
+
+def write_info(stem: str, config, frames: int, size: int, raw_input: bool,
+               checks: Sequence[Check]) -> str:
+    """export_info.json: what an app needs to feed the programs, and the parity results."""
+    info = {
+        "input": {"name": "video", "shape": [1, 3, frames, size, size], "dtype": "float32",
+                  "layout": "N, C (RGB), T, H, W",
+                  "values": "RGB pixels 0..255" if raw_input else
+                            "(pixel - mean) / std per RGB channel, pixels 0..255",
+                  "mean_rgb": list(MEAN_RGB), "std_rgb": list(STD_RGB),
+                  "normalization_folded_into_model": raw_input},
+        "output": {"name": "logits", "shape": [1, int(config.num_classes)],
+                   "dtype": "float32", "softmax_applied": False},
+        "model_config": json.loads(config.to_json()),
+        "batchnorm_folded": True,
+        "parity_vs_jax": [dataclasses.asdict(c) | {"passed": c.passed} for c in checks],
+    }
+    path = os.path.join(os.path.dirname(stem), os.path.basename(stem) + "_export_info.json")
+    with open(path, "w") as f:
+        json.dump(info, f, indent=2)
+        f.write("\n")
+    return path
