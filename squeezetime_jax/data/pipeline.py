@@ -24,7 +24,7 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from squeezetime_jax.data import clips, prepare
+from squeezetime_jax.data import clips, tfds_builder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +176,7 @@ def eval_protocol(data_config, protocol: str | Mapping[str, Any]) -> EvalProtoco
 
 def _load_index(data_config, split: str, source) -> dict:
   path = os.path.join(
-      _builder_dir(data_config.data_dir, data_config.dataset), prepare.index_file(split)
+      _builder_dir(data_config.data_dir, data_config.dataset), tfds_builder.index_file(split)
   )
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:

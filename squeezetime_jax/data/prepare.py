@@ -28,10 +28,7 @@ from squeezetime_jax.data import tfds_builder
 SPLIT_NAMES = ("train", "validation", "test")
 _SPLIT_HINTS = (("train", "train"), ("val", "validation"), ("test", "test"))
 SUMMARY_FILE = "summary.json"
-
-
-def index_file(split: str) -> str:
-  return f"video_index.{split}.json"
+index_file = tfds_builder.index_file
 
 
 def parse_list(path: str, split: str) -> list[tfds_builder.ListEntry]:

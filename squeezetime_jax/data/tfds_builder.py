@@ -35,6 +35,12 @@ CONFIGS = {
 }
 
 
+def index_file(split: str) -> str:
+  """Per-split index (video ids, labels, frame counts in record order), written by
+  prepare next to the shards so evaluation can list videos without reading them."""
+  return f"video_index.{split}.json"
+
+
 @dataclasses.dataclass(frozen=True)
 class ListEntry:
   """One line of an annotation list."""
