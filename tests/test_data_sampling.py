@@ -188,3 +188,21 @@ def test_keyframe_seek_gives_the_same_frames_as_decoding_from_start(files, name)
     np.testing.assert_array_equal(seeked[i], full[i])
   np.testing.assert_array_equal(
       frame_indices(np.stack([seeked[i] for i in sorted(wanted)]), n), sorted(wanted))
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+  spec = sv.VideoSpec(num_frames=6, bframes=False)
+  src = sv.write_video(tmp_path / "landscape.mp4", spec)
+  with open(sv.write_rotated_copy(src, tmp_path / "portrait.mp4"), "rb") as f:
+    data = f.read()
+  info = video_decode.probe(data)
+  assert (info.width, info.height) == (48, 64)  # displayed as portrait
+  frames = video_decode.decode_frames(data, [1, 4])
+  assert frames.shape == (2, 64, 48, 3)
+  np.testing.assert_array_equal(frame_indices(frames[:, :, 24:], 6), [1, 4])
+  # Turned clockwise: the red ramp of the bottom half now runs down the left half.
+  red = frames[0, :, :20, 0].astype(float).mean(axis=1)
+  np.testing.assert_allclose(red, np.rint(sv.x_ramp(64)), atol=6)
+  # The train path (crop cut and scaled during decoding) sees the same orientation.
+  crop = video_decode.decode_frames(data, [1], short_side=48, crop_resize=((0, 0, 64, 48), 64, 48))
+  np.testing.assert_allclose(crop[0].astype(int), frames[0].astype(int), atol=3)

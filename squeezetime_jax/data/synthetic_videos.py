@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import os
+import struct
 
 import av
 import numpy as np
@@ -129,6 +130,25 @@ def write_truncated(src: str | os.PathLike, dst: str | os.PathLike, keep_fractio
     data = f.read()
   with open(dst, "wb") as f:
     f.write(data[: max(1, int(len(data) * keep_fraction))])
+  return os.fspath(dst)
+
+
+def write_rotated_copy(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+  """Copies an mp4 with its track matrix set to "display rotated 90 degrees clockwise".
+
+  The matrix a phone writes for a portrait recording (ffmpeg reports rotation -90).
+  """
+  with open(src, "rb") as f:
+    data = bytearray(f.read())
+  at = data.find(b"tkhd")
+  if at < 0:
+    raise ValueError(f"{src}: no tkhd box (not an mp4?)")
+  # Version 0 tkhd: version/flags, 5 x 32-bit fields, 8 reserved, 4 x 16-bit fields,
+  # then the 3x3 fixed-point matrix.
+  matrix = at + 4 + (40 if data[at + 4] == 0 else 52)
+  data[matrix : matrix + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+  with open(dst, "wb") as f:
+    f.write(bytes(data))
   return os.fspath(dst)
 
 
