@@ -206,3 +206,19 @@ def test_rotation_metadata_is_applied(tmp_path):
   # The train path (crop cut and scaled during decoding) sees the same orientation.
   crop = video_decode.decode_frames(data, [1], short_side=48, crop_resize=((0, 0, 64, 48), 64, 48))
   np.testing.assert_allclose(crop[0].astype(int), frames[0].astype(int), atol=3)
+
+
+def test_odd_frame_size(tmp_path):
+  spec = sv.VideoSpec(codec="libvpx-vp9", container="webm", num_frames=12, width=63,
+                      height=47, bframes=False)
+  with open(sv.write_video(tmp_path / "odd.webm", spec), "rb") as f:
+    data = f.read()
+  info = video_decode.probe(data)
+  assert (info.width, info.height, info.num_frames) == (63, 47, 12)
+  frames = video_decode.decode_frames(data, [0, 11, 5])
+  assert frames.shape == (3, 47, 63, 3)
+  np.testing.assert_array_equal(frame_indices(frames, 12), [0, 11, 5])
+  crops = video_decode.decode_frames(data, [2, 7], short_side=47,
+                                     crop_resize=((0, 15, 47, 47), 32, 32))
+  assert crops.shape == (2, 32, 32, 3)
+  np.testing.assert_array_equal(frame_indices(crops, 12), [2, 7])
