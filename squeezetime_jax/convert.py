@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
                           "unless --drop-head)")
     src.add_argument("--seed", type=int, default=0, help="seed of a re-initialized head")
     dst = commands.add_parser("to-torch", help="checkpoint -> PyTorch .pth")
-    dst.add_argument("input", metavar="CKPT", help="converted checkpoint directory (or .pth)")
+    dst.add_argument("input", metavar="CKPT", help="converted checkpoint directory, train.py workdir (latest step) or .pth")
     dst.add_argument("output", metavar="OUT.pth")
     dst.add_argument("--plain", action="store_true",
                      help="write the bare state_dict instead of {'state_dict', 'meta'}")

@@ -1,4 +1,5 @@
-"""`load(path)`: a ready-to-call SqueezeTime from a .pth file or a checkpoint directory.
+"""`load(path)`: a ready-to-call SqueezeTime from a .pth file or a checkpoint directory
+(a converted checkpoint, or a train.py workdir: its latest checkpoint).
 
 Sources are tried in the order of `_SOURCES`; each recognises its own kind of path.
 A new kind of checkpoint (e.g. a training directory) is one more entry there.
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from squeezetime_jax.interop.checkpoints import (
-    is_converted_dir, load_torch_checkpoint, restore_converted)
+    is_converted_dir, is_training_workdir, load_torch_checkpoint, restore_converted,
+    restore_training_workdir)
 from squeezetime_jax.interop.conversion import Conversion
 from squeezetime_jax.interop.errors import CheckpointError
 from squeezetime_jax.models import build_model
@@ -24,6 +26,7 @@ _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # (recognises path, loads it into a Conversion)
 _SOURCES: list[tuple[Callable[[str], bool], Callable[[str], Conversion]]] = [
     (is_converted_dir, restore_converted),
+    (is_training_workdir, restore_training_workdir),
     (os.path.isfile, load_torch_checkpoint),
 ]
 
@@ -37,8 +40,8 @@ def load_variables(path: str | os.PathLike) -> Conversion:
         if recognises(path):
             return loader(path)
     raise CheckpointError(f"{path}: not a checkpoint this library reads (a PyTorch file "
-                          f"such as {'/'.join(_TORCH_SUFFIXES)}, or a converted checkpoint "
-                          "directory)")
+                          f"such as {'/'.join(_TORCH_SUFFIXES)}, a converted checkpoint "
+                          "directory or a train.py workdir)")
 
 
 class LoadedModel:

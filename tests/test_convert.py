@@ -292,3 +292,44 @@ def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["(1, 5)", "needs torch"]
+
+
+def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
+    import optax
+
+    from squeezetime_jax.training import checkpointing
+    from squeezetime_jax.training.state import TrainState
+
+    path, model = tiny_pth
+    converted = checkpoints.load_torch_checkpoint(path)
+    params, batch_stats = converted.variables["params"], converted.variables["batch_stats"]
+    state = TrainState(step=np.int32(0), params=params, batch_stats=batch_stats,
+                       opt_state=optax.sgd(0.1, momentum=0.9).init(params),
+                       rng=np.zeros(2, np.uint32))
+    workdir = tmp_path / "run"
+    manager = checkpointing.make_manager(str(workdir), with_data=False, async_save=False)
+    for step in (3, 8):
+        checkpointing.save(manager, step, state.replace(step=np.int32(step)))
+    manager.wait_until_finished()
+    manager.close()
+    config = converted.config.to_dict()
+    (workdir / "config.json").write_text(json.dumps({"model": config, "seed": 0}))
+
+    restored = load_variables(workdir)
+    assert "step 8" in restored.notes[0]
+    jax.tree.map(np.testing.assert_array_equal, restored.variables, converted.variables)
+    x = np.random.default_rng(1).standard_normal((1, 4, 32, 32, 3)).astype(np.float32)
+    with torch.no_grad():
+        reference = model.double()(torch.from_numpy(x.transpose(0, 4, 1, 2, 3)).double())
+    model.float()
+    logits = np.asarray(load(workdir)(x))
+    assert np.abs(logits - reference.numpy()).max() <= 1e-5 * np.abs(reference.numpy()).max()
+
+    assert convert_cli.main(["to-torch", str(workdir), str(tmp_path / "run.pth")]) == 0
+    exported = torch.load(tmp_path / "run.pth", weights_only=True)["state_dict"]
+    SqueezeTimeTorch(depth=10, **TINY).load_state_dict(exported, strict=True)
+    for key, value in model.state_dict().items():
+        if value.dtype == torch.float32:
+            assert torch.equal(exported[key], value), key
+    with pytest.raises(CheckpointError, match="no checkpoint for step 5; available: \\[3, 8\\]"):
+        checkpoints.restore_training_workdir(workdir, step=5)

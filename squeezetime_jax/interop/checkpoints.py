@@ -4,7 +4,8 @@ A converted checkpoint directory holds:
   model_config.json  the model ConfigDict (squeezetime_jax.models.build_model input)
   variables/         an Orbax StandardCheckpointer save of {'params', 'batch_stats'}
   conversion.json    where it came from and what the conversion did
-It restores on CPU with no accelerator, whatever devices it was written from.
+It restores on CPU with no accelerator, whatever devices it was written from. Training
+workdirs of train.py (config.json + checkpoints/<step>/state) restore the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.conversion import (
@@ -27,6 +29,7 @@ CONFIG_FILE = "model_config.json"
 VARIABLES_DIR = "variables"
 REPORT_FILE = "conversion.json"
 FORMAT = "squeezetime_jax.converted/1"
+TRAIN_CONFIG_FILE = "config.json"  # written by train.py next to checkpoints/
 
 
 def load_torch_checkpoint(path: str | os.PathLike, config=None, *, drop_head: bool = False,
@@ -104,24 +107,8 @@ def restore_converted(directory: str | os.PathLike) -> Conversion:
         raise CheckpointError(f"{directory}: not a converted checkpoint directory (expected "
                               f"{CONFIG_FILE} and {VARIABLES_DIR}/)")
     config = read_model_config(directory)
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-    expected = expected_variables(config)
-    target = naming.unflatten({p: jax.ShapeDtypeStruct(s, np.float32, sharding=cpu)
-                               for p, s in expected.items()})
-    checkpointer = ocp.StandardCheckpointer()
-    variables_dir = os.path.join(directory, VARIABLES_DIR)
-    try:
-        stored = checkpointer.metadata(variables_dir).item_metadata
-        _check_stored_tree(directory, stored, expected)
-        variables = checkpointer.restore(variables_dir, target)
-    except CheckpointError:
-        raise
-    except Exception as error:  # Orbax/tensorstore errors: name the directory
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise CheckpointError(f"{variables_dir}: cannot restore ({type(error).__name__}: "
-                              f"{first})") from None
-    finally:
-        checkpointer.close()
+    variables = _restore_on_cpu(os.path.join(directory, VARIABLES_DIR))
+    _check_stored_tree(directory, variables, expected_variables(config))
     notes = []
     report = os.path.join(directory, REPORT_FILE)
     if os.path.isfile(report):
@@ -130,9 +117,66 @@ def restore_converted(directory: str | os.PathLike) -> Conversion:
     return Conversion(variables, config, notes)
 
 
+def is_training_workdir(path: str | os.PathLike) -> bool:
+    from squeezetime_jax.training import checkpointing
+
+    path = os.fspath(path)
+    return (os.path.isfile(os.path.join(path, TRAIN_CONFIG_FILE))
+            and os.path.isdir(checkpointing.checkpoint_dir(path)))
+
+
+def restore_training_workdir(workdir: str | os.PathLike, step: int | None = None) -> Conversion:
+    """params and batch_stats of a train.py workdir's checkpoint (latest step by default)."""
+    from squeezetime_jax.training import checkpointing
+
+    workdir = os.path.abspath(os.fspath(workdir))
+    config_path = os.path.join(workdir, TRAIN_CONFIG_FILE)
+    try:
+        with open(config_path) as f:
+            model_fields = json.load(f)["model"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{config_path}: cannot read the model config "
+                              f"({type(error).__name__}: {error})") from None
+    config = make_model_config(model_fields)
+    root = checkpointing.checkpoint_dir(workdir)
+    # Orbax renames a step directory to its number only once the save is complete.
+    steps = sorted(int(name) for name in os.listdir(root) if name.isdigit())
+    if not steps:
+        raise CheckpointError(f"{root}: no complete checkpoint")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise CheckpointError(f"{root}: no checkpoint for step {step}; available: {steps}")
+    state = _restore_on_cpu(os.path.join(root, str(step), checkpointing.STATE_ITEM))
+    variables = {"params": state.get("params"), "batch_stats": state.get("batch_stats")}
+    _check_stored_tree(workdir, variables, expected_variables(config))
+    return Conversion(variables, config, [f"restored training step {step} of {workdir}"])
+
+
+def _restore_on_cpu(item_dir: str):
+    """Restores an Orbax StandardCheckpointer item onto the CPU, whatever devices (and
+    shardings) wrote it, using the stored metadata as the target."""
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    # The handler, not a Checkpointer: an item inside a CheckpointManager step has no
+    # checkpoint-level metadata file of its own.
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        stored = handler.metadata(epath.Path(item_dir))
+        stored = getattr(stored, "tree", stored)
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
+                              stored)
+        return handler.restore(epath.Path(item_dir), args=ocp.args.StandardRestore(target))
+    except Exception as error:  # Orbax/tensorstore errors: name the directory
+        lines = str(error).strip().splitlines()
+        raise CheckpointError(f"{item_dir}: cannot restore ({type(error).__name__}"
+                              f"{': ' + lines[0] if lines else ''})") from None
+    finally:
+        handler.close()
+
+
 def _check_stored_tree(directory, stored, expected) -> None:
     """Same strict report as for .pth files, before Orbax's own shape errors."""
-    flat = {p: tuple(getattr(m, "shape", ())) for p, m in naming.flatten(dict(stored)).items()}
+    flat = {p: tuple(np.shape(v)) for p, v in naming.flatten(dict(stored)).items()}
     missing = ["/".join(p) for p in expected if p not in flat]
     unexpected = ["/".join(p) for p in flat if p not in expected]
     wrong = [f"{'/'.join(p)} (stored {s}, model {expected[p]})"
