@@ -171,8 +171,9 @@ def to_torch(variables: Variables, config=None) -> "OrderedDict[str, np.ndarray]
     out = {}
     for path, value in flat.items():
         key = naming.flax_path_to_torch_key(path)
-        out[key] = np.ascontiguousarray(
-            naming.flax_array_to_torch(path, np.asarray(value, np.float32)))
+        # A writable C-ordered copy: torch.from_numpy shares memory and wants both.
+        out[key] = np.array(naming.flax_array_to_torch(path, np.asarray(value, np.float32)),
+                            order="C", copy=True)
         if path[0] == "batch_stats" and path[-1] == "mean":
             counter = key[: -len("running_mean")] + naming.NUM_BATCHES_TRACKED
             out[counter] = np.array(0, np.int64)
