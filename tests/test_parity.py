@@ -62,10 +62,6 @@ def test_full_size_float32_matches_torch_float64(depth, frames, size):
     assert _relative_error(ours, reference) <= 1e-5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "models/squeezetime.py casts the gate's pooled input and the head's input to float32 "
-    "whatever the compute dtype (about 4e-8 here); with jnp.promote_types(x.dtype, "
-    "jnp.float32) in both places the agreement is about 1e-15"))
 @pytest.mark.parametrize("depth", [10, 50])
 def test_float64_on_both_sides_agrees_to_1e12(depth):
     twin = _twin(depth=depth, **TINY)

@@ -72,6 +72,11 @@ def _pad(k: int) -> tuple[tuple[int, int], tuple[int, int]]:
 # --- Pieces ------------------------------------------------------------------
 
 
+def _at_least_float32(x: Array) -> Array:
+    """bfloat16 -> float32 for reductions; float64 (parity tests) stays float64."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def squeeze_time(clip: Array) -> Array:
     """(N, T, H, W, C) -> (N, H, W, C*T) with channel index c*T + t.
 
@@ -121,8 +126,8 @@ def temporal_focus_gate(x: Array, conv: ModuleDef, norm: ModuleDef) -> Array:
     `param_conv.{1,2,4}` do (index 0 is the parameterless pooling).
     """
     channels = x.shape[-1]
-    # Pool in float32: the gate's BN sees one pooled value per clip and channel.
-    g = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+    # Pool in (at least) float32: the gate's BN sees one pooled value per clip and channel.
+    g = jnp.mean(_at_least_float32(x), axis=(1, 2), keepdims=True).astype(x.dtype)
     g = conv(channels, (1, 1), name="param_conv_1")(g)
     g = nn.relu(norm(name="param_conv_2")(g))
     g = conv(channels, (1, 1), name="param_conv_4")(g)
@@ -345,8 +350,8 @@ class SqueezeTime(nn.Module):
             conv=make_conv(self.dtype, self.precision),
             norm=make_norm(train, self.dtype, self.bn_axis_name), name="backbone")
         features = backbone(clip.astype(self.dtype), return_features=True)
-        # The head runs in float32: it is tiny and the logits feed the loss.
-        pooled = jnp.mean(features["layer4"].astype(jnp.float32), axis=(1, 2))
+        # The head runs in (at least) float32: it is tiny and the logits feed the loss.
+        pooled = jnp.mean(_at_least_float32(features["layer4"]), axis=(1, 2))
         pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
         logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
                           bias_init=nn.initializers.zeros, name="fc_cls")(pooled)
