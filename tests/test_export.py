@@ -131,7 +131,10 @@ def test_executorch_raw_input_fp32_and_int8_match_jax(small_checkpoint, tmp_path
     assert cli.main(["--checkpoint", small_checkpoint, "--format", "executorch", "--out",
                      str(tmp_path), "--frames", "4", "--size", "32", "--raw-input",
                      "--int8"]) == 0
-    assert "executorch-int8" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "executorch-int8" in printed
+    # The whole network in one XNNPACK subgraph, float32 and int8: no portable fallback.
+    assert printed.count("in 1 subgraph, nothing outside XNNPACK") == 2
     x = export.to_program_input(export.reference_clip(4, 32), raw_input=True)
     assert x.max() > 100  # raw pixels, not normalized values
     reference = _jax_reference(small_checkpoint, 4, 32)

@@ -7,7 +7,7 @@ From any checkpoint `squeezetime_jax.loading` reads, `export_checkpoint` writes
   squeezetime_xnnpack.pte       ExecuTorch program lowered to the XNNPACK backend
   squeezetime_xnnpack_int8.pte  the same, int8 (PT2E, XNNPACKQuantizer), when asked
   squeezetime.onnx              ONNX (torch.onnx dynamo exporter), weights inside
-  export_info.json              input layout, normalization, classes and parity results
+  squeezetime_export_info.json  input layout, normalization, classes and parity results
 
 (`squeezetime_raw.*` with `raw_input`). Every program takes one clip, float32
 (1, 3, T, H, W), and returns logits (1, num_classes). By default the clip is normalized
@@ -146,13 +146,15 @@ def torch_twin(conversion):
 
 def inference_model(twin, num_frames: int, size: int, raw_input: bool = False):
     """A copy of the twin ready for export at (num_frames, size, size): BatchNorm
-    folded, positional embeddings resized once, normalization folded if `raw_input`."""
+    folded, positional embeddings resized once, a head XNNPACK lowers whole, and the
+    normalization folded into the stem if `raw_input`."""
     import torch
 
     from squeezetime_jax.interop.folding import (
-        bake_positional_embeddings_, fold_batchnorm_, fold_input_normalization_)
+        bake_positional_embeddings_, fold_batchnorm_, fold_input_normalization_,
+        pool_head_for_export_)
 
-    model = fold_batchnorm_(copy.deepcopy(twin).eval())
+    model = pool_head_for_export_(fold_batchnorm_(copy.deepcopy(twin).eval()))
     bake_positional_embeddings_(model, torch.zeros(1, 3, num_frames, size, size))
     if raw_input:
         fold_input_normalization_(model, MEAN_RGB, STD_RGB, (size, size))
@@ -188,17 +190,43 @@ def write_pt2(path: str, program) -> str:
     return path
 
 
-def _lower_to_xnnpack(program) -> bytes:
+@dataclasses.dataclass
+class Delegation:
+    """How much of a lowered program XNNPACK runs; the rest falls to portable kernels."""
+
+    subgraphs: int
+    delegated_ops: int
+    portable_ops: dict[str, int]  # op name -> count, outside XNNPACK
+
+    def line(self) -> str:
+        rest = (", outside XNNPACK: " + ", ".join(f"{k} x{v}" for k, v in
+                                                   self.portable_ops.items())
+                if self.portable_ops else ", nothing outside XNNPACK")
+        return (f"XNNPACK runs {self.delegated_ops} ops in {self.subgraphs} "
+                f"subgraph{'s' if self.subgraphs != 1 else ''}{rest}")
+
+
+def lower_to_xnnpack(program) -> tuple[bytes, Delegation]:
+    """An ExecuTorch program (.pte bytes) with every op XNNPACK supports delegated."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    return edge.to_executorch().buffer
+    info = get_delegation_info(edge.exported_program().graph_module)
+    # getitem only unpacks a delegate's outputs; it is not work left on the CPU.
+    portable = {name: stats.non_delegated for name, stats in
+                info.delegation_by_operator.items()
+                if stats.non_delegated and name != "getitem"}
+    delegation = Delegation(info.num_delegated_subgraphs, info.num_delegated_nodes, portable)
+    return edge.to_executorch().buffer, delegation
 
 
-def write_pte(path: str, program) -> str:
+def write_pte(path: str, program, log: Callable[[str], None] = lambda line: None) -> str:
+    buffer, delegation = lower_to_xnnpack(program)
     with open(path, "wb") as f:
-        f.write(_lower_to_xnnpack(program))
+        f.write(buffer)
+    log(f"{os.path.basename(path)}: {delegation.line()}")
     return path
 
 
@@ -364,13 +392,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
         verify("pytorch", write_pt2(stem + ".pt2", program), load_pt2(stem + ".pt2"),
                TOLERANCES["pytorch"])
     if "executorch" in formats:
-        path = write_pte(stem + "_xnnpack.pte", program)
+        path = write_pte(stem + "_xnnpack.pte", program, log)
         verify("executorch", path, load_pte(path), TOLERANCES["executorch"])
         if int8:
             calibration = [to_program_input(reference_clip(frames, size, seed), raw_input)
                            for seed in range(1, CALIBRATION_CLIPS + 1)]
             quantized = quantize_int8(model, example, calibration)
-            path = write_pte(stem + "_xnnpack_int8.pte", quantized)
+            path = write_pte(stem + "_xnnpack_int8.pte", quantized, log)
             verify("executorch-int8", path, load_pte(path), INT8_TOLERANCE)
     if "onnx" in formats:
         path = write_onnx(stem + ".onnx", program)
@@ -387,7 +415,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
 
 def write_info(stem: str, config, frames: int, size: int, raw_input: bool,
                checks: Sequence[Check]) -> str:
-    """export_info.json: what an app needs to feed the programs, and the parity results."""
+    """Writes <stem>_export_info.json: what an app must feed the programs, and parity."""
     info = {
         "input": {"name": "video", "shape": [1, 3, frames, size, size], "dtype": "float32",
                   "layout": "N, C (RGB), T, H, W",
@@ -401,7 +429,7 @@ def write_info(stem: str, config, frames: int, size: int, raw_input: bool,
         "batchnorm_folded": True,
         "parity_vs_jax": [dataclasses.asdict(c) | {"passed": c.passed} for c in checks],
     }
-    path = os.path.join(os.path.dirname(stem), os.path.basename(stem) + "_export_info.json")
+    path = stem + "_export_info.json"
     with open(path, "w") as f:
         json.dump(info, f, indent=2)
         f.write("\n")

@@ -165,8 +165,33 @@ def bake_positional_embeddings_(model: SqueezeTimeTorch, example: torch.Tensor) 
         for handle in handles:
             handle.remove()
     for name, module in model.named_modules():
-        if isinstance(module, CTL) and tuple(module.spatial_conv.pos_embed.shape[-2:]) != sizes[name]:
-            pos = F.interpolate(module.spatial_conv.pos_embed.double(), size=sizes[name],
-                                mode="bilinear", align_corners=True)
-            module.spatial_conv.pos_embed = nn.Parameter(pos.float(), requires_grad=False)
+        if not isinstance(module, CTL):
+            continue
+        ioi = module.spatial_conv
+        if tuple(ioi.pos_embed.shape[-2:]) != sizes[name]:
+            pos = F.interpolate(ioi.pos_embed.double(), size=sizes[name], mode="bilinear",
+                                align_corners=True)
+            ioi.pos_embed = nn.Parameter(pos.float(), requires_grad=False)
+    return model
+
+
+class _PooledHead(nn.Module):
+    """The I2D head at inference: a (N, C, 1, 1) pool, then the classifier.
+
+    Same function as the twin's `x.mean(dim=(2, 3))` head, but the 4-D keep-dims mean is
+    what XNNPACK implements, so the whole network lowers to one XNNPACK subgraph
+    instead of leaving the last pool to ExecuTorch's portable kernels.
+    """
+
+    def __init__(self, fc_cls: nn.Linear):
+        super().__init__()
+        self.fc_cls = fc_cls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_cls(torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1))
+
+
+def pool_head_for_export_(model: SqueezeTimeTorch) -> SqueezeTimeTorch:
+    """Replaces the head by `_PooledHead` (inference only: dropout is dropped), in place."""
+    model.cls_head = _PooledHead(model.cls_head.fc_cls)
     return model
