@@ -28,6 +28,7 @@ def get_config(arg=None):
 
     config.data = default_data_config()
     config.data.num_frames = variant.frames
+    config.data.num_examples = 1024   # size of the built-in dataset="random" (benchmarks)
 
     # Global batch over all devices of all processes; the release trains at 512.
     config.batch_size = variant.batch

@@ -31,3 +31,16 @@ def create_train_state(model, tx, rng: jax.Array, clip_shape: tuple[int, ...]) -
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
                       opt_state=tx.init(params), rng=state_rng)
+
+
+def init_train_state(init_fn, rng: jax.Array, shardings: Any) -> TrainState:
+    """Runs `init_fn(rng)` jitted onto `shardings`.
+
+    Initialization runs once, so on CPU it is compiled without LLVM's
+    optimizations: the threefry draws of every parameter otherwise take XLA's
+    CPU backend minutes to optimize, for a program that runs in milliseconds.
+    """
+    jitted = jax.jit(init_fn) if shardings is None else jax.jit(init_fn, out_shardings=shardings)
+    lowered = jitted.lower(rng)
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+    return lowered.compile(compiler_options=options)(rng)

@@ -30,7 +30,7 @@ from squeezetime_jax.training import checkpointing, evaluation, mesh as mesh_lib
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
-from squeezetime_jax.training.state import TrainState, create_train_state
+from squeezetime_jax.training.state import TrainState, create_train_state, init_train_state
 from squeezetime_jax.training.step import train_step
 
 
@@ -149,7 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             print(f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {latest}",
                   flush=True)
     else:
-        state = jax.jit(init_fn, out_shardings=state_shardings)(rng)
+        state = init_train_state(init_fn, rng, state_shardings)
         if config.init_from:
             state = _init_from(state, config)
 
