@@ -1,3 +1,14 @@
-"""SqueezeTime in JAX: the network, its input pipeline, training and conversion."""
+"""SqueezeTime in JAX: the network, its input pipeline, training and conversion.
+
+`squeezetime_jax.load(path)` gives a callable model from a released .pth, a
+converted checkpoint directory or a train.py workdir.
+"""
 
 __version__ = "0.1.0"
+
+
+def load(path):
+    """A ready-to-call SqueezeTime: `load(path)(clip)` -> logits (see loading.load)."""
+    from squeezetime_jax.loading import load as _load  # keeps `import squeezetime_jax` light
+
+    return _load(path)
