@@ -39,6 +39,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
         "learning_rate": schedule(state.step),
         "grad_norm": optax.tree.norm(grads),
     }
+    if "decode_failed" in batch:  # clips that replaced an undecodable video
+        metrics["decode_failures"] = jnp.sum(batch["decode_failed"].astype(jnp.int32))
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state)
     return new_state, metrics
