@@ -64,5 +64,29 @@ class Evaluator:
                 kept["logits"].append(self._local(logits)[mask])
                 for key in _VIEW_KEYS:
                     kept[key].append(np.asarray(local_batch[key])[mask])
+                if "decode_failed" in local_batch:  # host-only: never sent to devices
+                    kept.setdefault("decode_failed", []).append(
+                        np.asarray(local_batch["decode_failed"], bool)[mask])
         views = {k: np.concatenate(v) for k, v in kept.items() if v} if keep_views else {}
         return EvalResult(sums=sums, views=views)
+
+
+def gather_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every process's kept views, concatenated in process order, on every process.
+
+    Processes hold different numbers of views, so each pads its arrays to the
+    largest count before the all-gather and the padding is cut off afterwards.
+    """
+    if jax.process_count() == 1:
+        return views
+    count = len(next(iter(views.values())))
+    counts = np.asarray(multihost_utils.process_allgather(np.asarray(count, np.int64)))
+    longest = int(counts.max())
+    gathered = {}
+    for key in sorted(views):
+        value = np.asarray(views[key])
+        padded = np.zeros((longest,) + value.shape[1:], value.dtype)
+        padded[:count] = value
+        stacked = np.asarray(multihost_utils.process_allgather(padded))
+        gathered[key] = np.concatenate([stacked[i, :n] for i, n in enumerate(counts)])
+    return gathered
