@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -251,13 +252,7 @@ def test_cli_on_pth_export_matches_workdir(workdir, config, prepared, result_1, 
     pth = str(tmp_path / "model.pth")
     save_torch_checkpoint(pth, jax.device_get(workdir[1][2].variables), config.model)
     out = tmp_path / "eval"
-    command = [sys.executable, os.path.join(REPO, "eval.py"),
-               f"--config={os.path.join(REPO, 'configs', 'k400.py')}:depth=10,frames=2,widen=0.125",
-               f"--checkpoint={pth}", f"--data={prepared[0]}", f"--protocol={PROTOCOL_FLAG}",
-               f"--output_dir={out}", f"--batch_size={BATCH}",
-               "--config.data.dataset=squeezetime_video/custom", "--config.data.num_workers=0",
-               "--config.data.test.short_side=48", "--config.data.test.crop_size=48"]
-    run = subprocess.run(command, env=device_env(8), capture_output=True, text=True,
+    run = subprocess.run(_eval_command(pth, prepared[0], out), env=device_env(8), capture_output=True, text=True,
                          timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "top1" in run.stdout and "view/s" in run.stderr  # summary line, progress bar
@@ -273,6 +268,43 @@ def test_cli_on_pth_export_matches_workdir(workdir, config, prepared, result_1, 
                                rtol=1e-4, atol=1e-5)
     assert npz["video_ids"].tolist() == result_1.arrays["video_ids"].tolist()
     assert npz["class_names"].tolist() == ["walk", "run", "jump"]
+
+
+def _eval_command(checkpoint, prepared_dir, output_dir):
+    return [sys.executable, os.path.join(REPO, "eval.py"),
+            f"--config={os.path.join(REPO, 'configs', 'k400.py')}:depth=10,frames=2,widen=0.125",
+            f"--checkpoint={checkpoint}", f"--data={prepared_dir}", f"--protocol={PROTOCOL_FLAG}",
+            f"--output_dir={output_dir}", f"--batch_size={BATCH}",
+            "--config.data.dataset=squeezetime_video/custom", "--config.data.num_workers=0",
+            "--config.data.test.short_side=48", "--config.data.test.crop_size=48"]
+
+
+def test_two_processes_gather_every_view_once(workdir, prepared, result_1, tmp_path):
+    """eval.py in two processes (one device each) on the workdir: each restores the
+    checkpoint onto the two-process mesh, evaluates its videos, and process 0 writes
+    the same results as one process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "eval"
+    commands = [_eval_command(workdir[0], prepared[0], out) + [
+        "--step=2", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+        f"--process_id={i}", "--noprogress"] for i in range(2)]
+    processes = [subprocess.Popen(c, env=device_env(1), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, cwd=REPO)
+                 for c in commands]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    for p, output in zip(processes, outputs):
+        assert p.returncode == 0, output[-3000:]
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["processes"] == 2 and metrics["step"] == 2
+    for key in ("top1", "top5", "mean_class_accuracy", "num_views", "num_videos"):
+        assert metrics[key] == result_1.metrics[key], key
+    npz = np.load(out / "predictions.npz")
+    for key in ("view_video_index", "view_clip_index", "view_crop_index", "labels"):
+        np.testing.assert_array_equal(npz[key], result_1.arrays[key])
+    np.testing.assert_allclose(npz["probabilities"], result_1.arrays["probabilities"],
+                               rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- --watch

@@ -77,7 +77,7 @@ def gather_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     Processes hold different numbers of views, so each pads its arrays to the
     largest count before the all-gather and the padding is cut off afterwards.
     """
-    if jax.process_count() == 1:
+    if jax.process_count() == 1 or not views:  # no views: no batches on any process
         return views
     count = len(next(iter(views.values())))
     counts = np.asarray(multihost_utils.process_allgather(np.asarray(count, np.int64)))
