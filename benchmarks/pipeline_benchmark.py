@@ -29,14 +29,14 @@ from squeezetime_jax.data import pipeline
 SIZES = {320: (426, 320), 256: (340, 256), 480: (854, 480), 720: (1280, 720)}
 
 
-def write_realistic_h264(path, width, height, num_frames, fps=25, seed=0):
+def write_realistic_h264(path, width, height, num_frames, fps=25, seed=0, keyint=50):
   rng = np.random.default_rng(seed)
   texture = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
   texture = np.kron(texture, np.ones((8, 8, 1), np.uint8))[:height, :width]
   with av.open(path, "w", format="mp4") as c:
     s = c.add_stream("libx264", rate=fps)
     s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-    s.options = {"preset": "veryfast", "crf": "23", "x264-params": "bframes=3:keyint=50"}
+    s.options = {"preset": "veryfast", "crf": "23", "x264-params": f"bframes=3:keyint={keyint}"}
     for i in range(num_frames):
       img = np.roll(texture, (i * 2, i * 3), axis=(0, 1)).copy()
       x = (i * 7) % max(1, width - 64)

@@ -11,12 +11,12 @@ from typing import Mapping
 import grain
 import numpy as np
 
-from squeezetime_jax.data import sampling, transforms, video_decode
+from squeezetime_jax.data import device_augment, sampling, transforms, video_decode
 
 
 def _decode_clips(
     data: bytes, total_frames: int, cfg, *, num_clips: int, train: bool,
-    rng: np.random.Generator | None, short_side: int, crop_resize=None,
+    rng: np.random.Generator | None, short_side: int, crop_resize=None, crop_resizes=None,
 ) -> np.ndarray:
   """(num_clips, T, H, W, 3) at the given short side; re-samples if the stream is short.
 
@@ -30,7 +30,7 @@ def _decode_clips(
     try:
       frames = video_decode.decode_frames(
           data, inds, short_side=short_side, crop_resize=crop_resize,
-          threads=cfg.decode_threads,
+          threads=cfg.decode_threads, crop_resizes=crop_resizes,
       )
       return frames.reshape(inds.shape + frames.shape[1:])
     except video_decode.ShortVideoError as e:
@@ -43,6 +43,11 @@ class TrainClip(grain.transforms.RandomMap):
 
   A video that fails to decode is replaced by another record drawn from the same
   generator (deterministic), and flagged so the failure can be counted.
+
+  With `train.augment_on_device`, the clip is shipped cropped but unflipped and
+  unjittered, with the drawn parameters (device_augment.PARAM_KEYS) added.
+  With `train.repeated_augmentation` = R > 1, one decoded window gives R clips with
+  their own crop, flip, jitter and erasing: every array gains a leading axis R.
   """
 
   def __init__(self, data_config, source):
@@ -52,39 +57,71 @@ class TrainClip(grain.transforms.RandomMap):
   def random_map(self, element, rng: np.random.Generator) -> dict:
     _, record = element
     cfg, t = self._cfg, self._cfg.train
+    repeats = int(t.get("repeated_augmentation", 1))
     for attempt in range(cfg.max_decode_retries + 1):
       try:
-        video = self._clip(record, rng)
-        return {
-            "video": video,
-            "label": np.int32(record["label"]),
-            "decode_failed": np.bool_(attempt > 0),
-        }
+        outs = self._clips(record, rng, repeats)
+        failed = np.bool_(attempt > 0)
+        break
       except video_decode.VideoDecodeError:
         record = self._source[int(rng.integers(len(self._source)))]
-    # Every retry failed (a mostly corrupt dataset): emit a blank clip, flagged.
-    return {
-        "video": np.zeros((cfg.num_frames, t.crop_size, t.crop_size, 3), np.uint8),
-        "label": np.int32(record["label"]),
-        "decode_failed": np.bool_(True),
-    }
+    else:
+      # Every retry failed (a mostly corrupt dataset): emit blank clips, flagged.
+      blank = np.zeros((cfg.num_frames, t.crop_size, t.crop_size, 3), np.uint8)
+      outs, failed = [self._finish(blank, None)] * repeats, np.bool_(True)
+    for out in outs:
+      out["label"] = np.int32(record["label"])
+      out["decode_failed"] = failed
+    if repeats == 1:
+      return outs[0]
+    return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
 
-  def _clip(self, record: Mapping, rng: np.random.Generator) -> np.ndarray:
+  def _clips(self, record: Mapping, rng: np.random.Generator, repeats: int) -> list[dict]:
     cfg, t = self._cfg, self._cfg.train
-    # The crop is chosen on the short-side-resized frame size (known from the record),
+    # Crops are chosen on the short-side-resized frame size (known from the record),
     # then cut and scaled while decoding: one resampling per frame, not two.
     h, w = video_decode.short_side_size(int(record["height"]), int(record["width"]), t.short_side)
-    if t.multiscale_crop:
-      box = transforms.multiscale_crop_box(
-          h, w, rng, scales=t.scales, max_aspect_gap=t.max_aspect_gap,
-          input_size=t.crop_size, random_crop=t.random_crop,
-      )
+    boxes = []
+    for _ in range(repeats):
+      if t.multiscale_crop:
+        boxes.append(transforms.multiscale_crop_box(
+            h, w, rng, scales=t.scales, max_aspect_gap=t.max_aspect_gap,
+            input_size=t.crop_size, random_crop=t.random_crop,
+        ))
+      else:
+        boxes.append(transforms.center_crop_box(h, w, t.crop_size))
+    crops = [(b, t.crop_size, t.crop_size) for b in boxes]
+    if repeats == 1:
+      videos = _decode_clips(
+          record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
+          rng=rng, short_side=t.short_side, crop_resize=crops[0],
+      )[:, :, None]  # (1, T, 1, S, S, 3), as with several crops
     else:
-      box = transforms.center_crop_box(h, w, t.crop_size)
-    video = _decode_clips(
-        record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
-        rng=rng, short_side=t.short_side, crop_resize=(box, t.crop_size, t.crop_size),
-    )[0]
+      videos = _decode_clips(
+          record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
+          rng=rng, short_side=t.short_side, crop_resizes=crops,
+      )
+    return [self._finish(videos[0, :, r], rng) for r in range(repeats)]
+
+  def _finish(self, video: np.ndarray, rng: np.random.Generator | None) -> dict:
+    """Flip, jitter and erase `video` on the host, or draw their parameters."""
+    t = self._cfg.train
+    on_device = t.get("augment_on_device", False)
+    if rng is None:  # blank replacement clip: no augmentation
+      out = {"video": video}
+      if on_device:
+        out.update({k: v[0] for k, v in device_augment.no_augment_params(1).items()})
+      return out
+    if on_device:
+      out = {"video": np.ascontiguousarray(video)}
+      out.update(device_augment.host_params(
+          rng, t, height=video.shape[1], width=video.shape[2], num_frames=video.shape[0]
+      ))
+      return out
+    return {"video": self._augment_on_host(video, rng)}
+
+  def _augment_on_host(self, video: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    t = self._cfg.train
     if rng.random() < t.flip_prob:
       video = transforms.flip(video)
     if t.color_jitter:

@@ -42,6 +42,14 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.train.random_erasing_prob = 0.25
   c.train.erasing_area = (0.02, 1 / 3)
   c.train.erasing_aspect = (0.3, 3.33)
+  # Input-throughput options (docs in BENCHMARKS.md, "Input throughput"):
+  # flip/jitter/erasing parameters drawn on the host, applied in the jitted step with
+  # device_augment.augment_and_normalize (same distribution; the trainer must call it).
+  c.train.augment_on_device = False
+  # R > 1: R clips (own crop, flip, jitter, erasing) from each decoded window, in the
+  # same batch. A change to the recipe (fewer distinct windows per batch); batch size
+  # must be a multiple of R.
+  c.train.repeated_augmentation = 1
 
   c.val = ml_collections.ConfigDict()
   c.val.split = "validation"

@@ -127,6 +127,9 @@ def make_train_dataset(
 ) -> grain.IterDataset:
   """Infinite dataset of dict(video uint8 (B,T,S,S,3), label int32 (B,), decode_failed bool (B,)).
 
+  With train.augment_on_device, batches also hold device_augment.PARAM_KEYS and the
+  step must call device_augment.augment_and_normalize(batch).
+
   `iter(ds)` gives a checkpointable grain iterator (get_state/set_state, or Orbax via
   grain.checkpoint.CheckpointSave/CheckpointRestore).
   """
@@ -138,7 +141,15 @@ def make_train_dataset(
   ds = train_order(len(source), seed=seed, process_index=pi, process_count=pc)
   ds = ds.map(_WithRecord(source))
   ds = ds.random_map(clips.TrainClip(data_config, source), seed=_seeds(seed)[1])
-  ds = ds.batch(batch_size_per_process, drop_remainder=True)
+  repeats = int(data_config.train.get("repeated_augmentation", 1))
+  if repeats < 1 or batch_size_per_process % repeats:
+    raise ValueError(
+        f"train.repeated_augmentation {repeats} must be >= 1 and divide "
+        f"batch_size_per_process {batch_size_per_process}"
+    )
+  ds = ds.batch(batch_size_per_process // repeats, drop_remainder=True)
+  if repeats > 1:
+    ds = ds.map(_merge_repeats)
   ds = ds.to_iter_dataset(_read_options(data_config))
   return _prefetch(ds, data_config)
 
@@ -191,6 +202,11 @@ def _load_index(data_config, split: str, source) -> dict:
     ids.append(vid.decode() if isinstance(vid, bytes) else str(vid))
     labels.append(int(r["label"]))
   return {"video_id": ids, "label": labels}
+
+
+def _merge_repeats(batch: dict) -> dict:
+  """(B/R, R, ...) -> (B, ...): a window's R clips stay adjacent in the batch."""
+  return {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
 
 
 class _WithRecord(grain.transforms.Map):

@@ -2,17 +2,23 @@
 
   python -m squeezetime_jax.data.prepare --list train.txt --list val=val.txt \
       --root VIDEO_DIR --out OUT_DIR [--classes classes.txt] [--workers N] \
-      [--config kinetics400] [--overwrite]
+      [--config kinetics400] [--overwrite] [--reencode short_side=256,gop=32]
 
 Each list line is "relative/path label" (mmaction2 format). A list's split is given as
 SPLIT=PATH, or taken from its file name (train/val/test), else "train". Bad videos are
 skipped and reported in OUT_DIR/summary.json; the dataset is then read with
 `tfds.data_source("squeezetime_video/<config>", data_dir=OUT_DIR)`.
+
+By default records hold the original file bytes. --reencode stores instead an H.264
+re-encode at the training resolution with a short fixed GOP (see reencode.py), which
+makes a training clip several times cheaper to decode; the summary reports source and
+record bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import collections
 import json
 import os
@@ -23,6 +29,7 @@ from typing import Sequence
 import tensorflow_datasets as tfds
 import tqdm
 
+from squeezetime_jax.data import reencode as reencode_lib
 from squeezetime_jax.data import tfds_builder
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -88,8 +95,15 @@ def prepare_dataset(
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    reencode: str | reencode_lib.ReencodeSpec | None = None,
 ) -> dict:
-  """Writes the dataset and OUT_DIR/summary.json; returns the summary."""
+  """Writes the dataset and OUT_DIR/summary.json; returns the summary.
+
+  `reencode`: None keeps the original bytes; a ReencodeSpec or its 'key=value,...'
+  text re-encodes every video (reencode.parse_spec).
+  """
+  if isinstance(reencode, str):
+    reencode = reencode_lib.parse_spec(reencode)
   if config not in tfds_builder.CONFIGS:
     raise ValueError(f"unknown --config {config!r}; choose from {list(tfds_builder.CONFIGS)}")
   if os.path.isdir(out_dir) and os.listdir(out_dir):
@@ -116,6 +130,7 @@ def prepare_dataset(
   per_class = {s: collections.Counter() for s in entries}
   skipped = []
   index = {s: [] for s in entries}
+  sizes = collections.Counter()
 
   def on_result(result: tfds_builder.CheckResult) -> None:
     bar.update(1)
@@ -124,6 +139,8 @@ def prepare_dataset(
       skipped.append({"split": e.split, "line": e.line, "path": e.path, "reason": result.reason})
     else:
       written[e.split] += 1
+      sizes["source"] += result.source_bytes
+      sizes["records"] += len(result.example["video"])
       index[e.split].append([e.path, e.label, int(result.example["num_frames"])])
       per_class[e.split][class_names[e.label]] += 1
 
@@ -135,6 +152,7 @@ def prepare_dataset(
       root=root,
       workers=workers,
       on_result=on_result,
+      reencode=reencode,
   )
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(verify_ssl=False)
@@ -151,6 +169,9 @@ def prepare_dataset(
       "data_dir": os.path.abspath(out_dir),
       "written": sum(written.values()),
       "skipped": skipped,
+      "reencode": None if reencode is None else dataclasses.asdict(reencode),
+      # Written videos only: bytes read from the video root vs bytes stored.
+      "video_bytes": {"source": sizes["source"], "records": sizes["records"]},
       "per_class": dict(sum(per_class.values(), collections.Counter())),
       "splits": {
           s: {
@@ -175,12 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--config", default="custom", choices=list(tfds_builder.CONFIGS))
   p.add_argument("--workers", type=int, default=1)
   p.add_argument("--overwrite", action="store_true")
+  p.add_argument(
+      "--reencode", metavar="short_side=256,gop=32",
+      help="store an H.264 re-encode (keys short_side, gop, bframes, crf, preset) "
+      "instead of the original bytes",
+  )
   args = p.parse_args(argv)
   tfds.disable_progress_bar()  # our bar counts videos with a known total instead
   try:
     summary = prepare_dataset(
         args.list, args.root, args.out, classes=args.classes, config=args.config,
-        workers=args.workers, overwrite=args.overwrite,
+        workers=args.workers, overwrite=args.overwrite, reencode=args.reencode,
     )
   except (ValueError, FileExistsError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from squeezetime_jax.data import reencode as reencode_lib
 from squeezetime_jax.data import video_decode
 
 NAME = "squeezetime_video"
@@ -56,10 +57,13 @@ class CheckResult:
   entry: ListEntry
   example: dict | None  # None when skipped
   reason: str | None = None
+  source_bytes: int = 0  # size of the file read (the record may hold a re-encode)
 
 
-def check_video(root: str, entry: ListEntry) -> CheckResult:
-  """Reads and probes one video; never raises for a bad video."""
+def check_video(
+    root: str, entry: ListEntry, reencode: reencode_lib.ReencodeSpec | None = None
+) -> CheckResult:
+  """Reads, optionally re-encodes, and probes one video; never raises for a bad video."""
   full = os.path.join(root, entry.path)
   try:
     with open(full, "rb") as f:
@@ -68,10 +72,13 @@ def check_video(root: str, entry: ListEntry) -> CheckResult:
     return CheckResult(entry, None, "missing file")
   except OSError as e:
     return CheckResult(entry, None, f"unreadable file: {e}")
+  source_bytes = len(data)
   try:
+    if reencode is not None:
+      data = reencode_lib.reencode(data, reencode)
     info = video_decode.probe(data)
   except video_decode.VideoDecodeError as e:
-    return CheckResult(entry, None, str(e))
+    return CheckResult(entry, None, str(e), source_bytes)
   example = {
       "video": data,
       "label": entry.label,
@@ -80,17 +87,18 @@ def check_video(root: str, entry: ListEntry) -> CheckResult:
       "height": np.int32(info.height),
       "width": np.int32(info.width),
   }
-  return CheckResult(entry, example)
+  return CheckResult(entry, example, None, source_bytes)
 
 
 class _Checker:
   """Picklable `check_video` bound to a root, for multiprocessing pools."""
 
-  def __init__(self, root: str):
+  def __init__(self, root: str, reencode: reencode_lib.ReencodeSpec | None = None):
     self.root = root
+    self.reencode = reencode
 
   def __call__(self, entry: ListEntry) -> CheckResult:
-    return check_video(self.root, entry)
+    return check_video(self.root, entry, self.reencode)
 
 
 class SqueezetimeVideo(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -113,8 +121,10 @@ class SqueezetimeVideo(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       root: str,
       workers: int = 1,
       on_result: Callable[[CheckResult], None] | None = None,
+      reencode: reencode_lib.ReencodeSpec | None = None,
       **kwargs,
   ):
+    self._reencode = reencode
     self._entries = entries
     self._class_names = list(class_names)
     self._root = root
@@ -144,7 +154,7 @@ class SqueezetimeVideo(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     entries = self._entries[split]
-    checker = _Checker(self._root)
+    checker = _Checker(self._root, self._reencode)
     if self._workers == 1:
       results = map(checker, entries)
       for result in results:

@@ -109,6 +109,54 @@ def _hue_matrix(shift: float) -> np.ndarray:
   return (np.linalg.inv(to_yiq) @ rot @ to_yiq).astype(np.float32)
 
 
+def color_jitter_params(
+    rng: np.random.Generator,
+    *,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+) -> tuple[np.ndarray, np.ndarray]:
+  """torchvision ColorJitter's draws for one clip: (op order (4,), factors (4,)).
+
+  Ops: 0 brightness, 1 contrast, 2 saturation, 3 hue; factors are the multiplicative
+  factors of ops 0-2 and the hue shift in turns. A disabled op keeps its identity
+  factor (1, 1, 1, 0) and draws nothing, as torchvision.
+  """
+  order = rng.permutation(4)
+  factors = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
+  strength = (brightness, contrast, saturation)
+  for op in order:
+    if op < 3 and strength[op] > 0:
+      factors[op] = rng.uniform(max(0, 1 - strength[op]), 1 + strength[op])
+    elif op == 3 and hue > 0:
+      factors[3] = rng.uniform(-hue, hue)
+  return order.astype(np.int32), factors
+
+
+def apply_color_jitter(video: np.ndarray, order: np.ndarray, factors: np.ndarray) -> np.ndarray:
+  """Applies `color_jitter_params` draws; each op is clamped to [0, 255], then rounded."""
+  v = video.astype(np.float32)
+  for op in order:
+    f = float(factors[op])
+    if op == 0:
+      v *= f
+    elif op == 1:
+      mean = (v @ _GRAY).mean(axis=(1, 2))[:, None, None, None]
+      v *= f
+      v += (1 - f) * mean
+    elif op == 2:
+      gray = (v @ _GRAY)[..., None]
+      gray *= 1 - f
+      v *= f
+      v += gray
+    else:
+      v = v @ _hue_matrix(f).T
+    np.clip(v, 0, 255, out=v)
+  v += 0.5  # round half up; values are in [0, 255] after the clip
+  return v.astype(np.uint8)
+
+
 def color_jitter(
     video: np.ndarray,
     rng: np.random.Generator,
@@ -119,28 +167,30 @@ def color_jitter(
     hue: float,
 ) -> np.ndarray:
   """torchvision ColorJitter order and ranges, one draw per clip, clamped per step."""
-  v = video.astype(np.float32)
-  for op in rng.permutation(4):
-    if op == 0 and brightness > 0:
-      v *= rng.uniform(max(0, 1 - brightness), 1 + brightness)
-    elif op == 1 and contrast > 0:
-      f = rng.uniform(max(0, 1 - contrast), 1 + contrast)
-      mean = (v @ _GRAY).mean(axis=(1, 2))[:, None, None, None]
-      v *= f
-      v += (1 - f) * mean
-    elif op == 2 and saturation > 0:
-      f = rng.uniform(max(0, 1 - saturation), 1 + saturation)
-      gray = (v @ _GRAY)[..., None]
-      gray *= 1 - f
-      v *= f
-      v += gray
-    elif op == 3 and hue > 0:
-      v = v @ _hue_matrix(rng.uniform(-hue, hue)).T
-    else:
-      continue
-    np.clip(v, 0, 255, out=v)
-  v += 0.5  # round half up; values are in [0, 255] after the clip
-  return v.astype(np.uint8)
+  order, factors = color_jitter_params(
+      rng, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue
+  )
+  return apply_color_jitter(video, order, factors)
+
+
+def random_erasing_box(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    *,
+    area: tuple[float, float],
+    aspect: tuple[float, float],
+    max_attempts: int = 10,
+) -> Box | None:
+  """mmpretrain RandomErasing's box draw; None when no attempt fits."""
+  log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
+  for _ in range(max_attempts):
+    target = rng.uniform(*area) * height * width
+    ratio = np.exp(rng.uniform(log_lo, log_hi))
+    eh, ew = int(round(np.sqrt(target * ratio))), int(round(np.sqrt(target / ratio)))
+    if 0 < eh < height and 0 < ew < width:
+      return int(rng.integers(height - eh + 1)), int(rng.integers(width - ew + 1)), eh, ew
+  return None
 
 
 def random_erasing(
@@ -153,16 +203,10 @@ def random_erasing(
 ) -> np.ndarray:
   """mmpretrain RandomErasing (mode 'rand'): one box per clip, uniform random pixels."""
   t, h, w, c = video.shape
-  log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
-  for _ in range(max_attempts):
-    target = rng.uniform(*area) * h * w
-    ratio = np.exp(rng.uniform(log_lo, log_hi))
-    eh, ew = int(round(np.sqrt(target * ratio))), int(round(np.sqrt(target / ratio)))
-    if 0 < eh < h and 0 < ew < w:
-      top, left = int(rng.integers(h - eh + 1)), int(rng.integers(w - ew + 1))
-      out = video.copy()
-      out[:, top : top + eh, left : left + ew] = rng.integers(
-          0, 256, (t, eh, ew, c), dtype=np.uint8
-      )
-      return out
-  return video
+  box = random_erasing_box(rng, h, w, area=area, aspect=aspect, max_attempts=max_attempts)
+  if box is None:
+    return video
+  top, left, eh, ew = box
+  out = video.copy()
+  out[:, top : top + eh, left : left + ew] = rng.integers(0, 256, (t, eh, ew, c), dtype=np.uint8)
+  return out

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 
 import av
+from av.video.reformatter import Interpolation, VideoReformatter
 import numpy as np
 
 
@@ -110,6 +112,7 @@ def decode_frames(
     short_side: int | None = None,
     crop_resize: tuple[tuple[int, int, int, int], int, int] | None = None,
     threads: int = 1,
+    crop_resizes: list | None = None,
 ) -> np.ndarray:
   """Decodes the frames at presentation `indices` (any order, repeats allowed).
 
@@ -120,6 +123,8 @@ def decode_frames(
   With `crop_resize` = ((top, left, height, width), out_h, out_w), the box given in
   the coordinates of the short-side-resized frame is cut from the decoded frame and
   scaled to out_h x out_w in one resampling (instead of resize, crop, resize).
+  With `crop_resizes`, a list of such tuples, every frame is decoded once and cut for
+  each: the result is (len(indices), len(crop_resizes), out_h, out_w, 3).
 
   Returns:
     uint8 array (len(indices), H, W, 3).
@@ -131,7 +136,13 @@ def decode_frames(
   if indices.size == 0:
     raise ValueError("no frame indices requested")
   wanted = set(int(i) for i in indices)
-  if crop_resize is None:
+  if crop_resizes is not None:
+    if short_side is None or crop_resize is not None:
+      raise ValueError("crop_resizes needs short_side and excludes crop_resize")
+    convert = lambda frame: np.stack(
+        [_crop_resize_rgb(frame, short_side, *c) for c in crop_resizes]
+    )
+  elif crop_resize is None:
     convert = lambda frame: _to_rgb(frame, short_side)
   else:
     if short_side is None:
@@ -190,15 +201,10 @@ def _decode_by_timestamp(data, wanted, convert, threads) -> dict[int, np.ndarray
     stream = container.streams.video[0]
     ctx = stream.codec_context
     ctx.thread_count = threads
-    pts, keys = [], []
-    for packet in container.demux(stream):
-      if packet.size:
-        if packet.pts is None:
-          return None
-        pts.append(packet.pts)
-        if packet.is_keyframe:
-          keys.append(packet.pts)
-    order = sorted(pts)
+    index = _packet_index(container, stream)
+    if index is None:
+      return None
+    order, keys = index
     last, first = max(wanted), min(wanted)
     if last >= len(order) or len(set(order)) != len(order):
       return None
@@ -239,8 +245,50 @@ def _decode_by_timestamp(data, wanted, convert, threads) -> dict[int, np.ndarray
     container.close()
 
 
+def _packet_index(container, stream) -> tuple[list[int], list[int]] | None:
+  """(sorted presentation timestamps, keyframe timestamps) of all packets, by demuxing.
+
+  None when a packet has no timestamp (frame indices cannot be trusted).
+  """
+  pts, keys = [], []
+  for packet in container.demux(stream):
+    if packet.size:
+      if packet.pts is None:
+        return None
+      pts.append(packet.pts)
+      if packet.is_keyframe:
+        keys.append(packet.pts)
+  return sorted(pts), keys
+
+
 class _Untrusted(Exception):
   pass
+
+
+_local = threading.local()
+_MAX_CONTEXTS = 16
+
+
+def _reformatter(key) -> VideoReformatter:
+  """A libswscale context kept per thread and per size/format: `frame.reformat` builds
+  a new one on every call, which cost three times the scaling itself, and one context
+  reused across sizes (several crops per frame) would be rebuilt at every switch."""
+  cache = _local.__dict__.setdefault("reformatters", {})
+  if key not in cache:
+    if len(cache) >= _MAX_CONTEXTS:
+      cache.pop(next(iter(cache)))
+    cache[key] = VideoReformatter()
+  return cache[key]
+
+
+def _scale_then_rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
+  # Scale in YUV first, then convert: faster than swscale's combined scale+convert
+  # path, which also darkens colours by about 1.3 levels.
+  size = (frame.format.name, frame.width, frame.height, w, h)
+  scaled = _reformatter(("scale",) + size).reformat(
+      frame, width=w, height=h, interpolation=Interpolation.BILINEAR
+  )
+  return _reformatter(("rgb", w, h)).reformat(scaled, format="rgb24").to_ndarray()
 
 
 def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
@@ -250,9 +298,7 @@ def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
   else:
     # Rotation by 90/270 swaps sides but not the short side's length.
     h, w = short_side_size(frame.height, frame.width, short_side)
-    # Scale in YUV first, then convert: faster than swscale's combined scale+convert
-    # path, which also darkens colours by about 1.3 levels.
-    img = frame.reformat(width=w, height=h, interpolation="BILINEAR").to_ndarray(format="rgb24")
+    img = _scale_then_rgb(frame, w, h)
   if rot:
     # `rotation` is counter-clockwise degrees the display applies; rot90 turns CCW.
     img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
@@ -298,5 +344,4 @@ def _crop_resize_rgb(frame: av.VideoFrame, short_side: int, box, out_h: int, out
   ]).reshape(hh * 3 // 2, ww)
   cut = av.VideoFrame.from_ndarray(packed, format="yuv420p")
   cut.colorspace, cut.color_range = frame.colorspace, frame.color_range
-  scaled = cut.reformat(width=out_w, height=out_h, interpolation="BILINEAR")
-  return scaled.to_ndarray(format="rgb24")
+  return _scale_then_rgb(cut, out_w, out_h)

@@ -1,0 +1,159 @@
+"""Input-throughput options: prepare-time re-encode, device augmentation, repeated clips."""
+
+import io
+
+import av
+import numpy as np
+import pytest
+
+from squeezetime_jax.data import clips, device_augment, make_train_dataset, pipeline
+from squeezetime_jax.data import prepare, reencode, transforms, video_decode
+from squeezetime_jax.data import synthetic_videos as sv
+from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("thr")
+  out, videos, _ = write_demo_dataset(tmp)
+  return tmp, out, [v for v in videos if v.num_frames]
+
+
+def test_parse_spec_defaults_and_errors():
+  spec = reencode.parse_spec("short_side=128,gop=8")
+  assert (spec.short_side, spec.gop, spec.bframes, spec.preset) == (128, 8, 3, "veryfast")
+  assert reencode.parse_spec("bframes=0,preset=ultrafast").bframes == 0
+  for bad, word in (("gop=0", "gop"), ("size=3", "size"), ("short_side=255", "even"),
+                    ("gop", "KEY=VALUE"), ("crf=x", "crf")):
+    with pytest.raises(ValueError, match=word):
+      reencode.parse_spec(bad)
+
+
+@pytest.mark.parametrize("name", ["c0/bframes.mp4", "c1/vfr.mp4", "c2/mpeg4.avi", "c1/vp9.webm"])
+def test_reencode_keeps_every_frame_in_order_with_fixed_gop(suite, name):
+  tmp, _, videos = suite
+  n = {v.path: v.num_frames for v in videos}[name]
+  src = (tmp / "videos" / name).read_bytes()
+  data = reencode.reencode(src, reencode.parse_spec("short_side=32,gop=8,crf=8"))
+  info = video_decode.probe(data)
+  assert (info.num_frames, info.height, info.width) == (n, 32, 44)  # 42.7 -> even 44
+  wanted = np.arange(n)
+  np.testing.assert_array_equal(sv.read_frame_indices(video_decode.decode_frames(data, wanted), n),
+                                wanted)
+  with av.open(io.BytesIO(data)) as c:
+    types = [int(f.pict_type) for f in c.decode(video=0)]
+  # Keyframe every 8 frames; B-frames (type 3) between P-frames, none referenced.
+  assert [i for i, t in enumerate(types) if t == 1] == list(range(0, n, 8))
+  assert types[1:4] == [3, 3, 3] and types[4] == 2
+
+
+def test_prepare_reencode_reports_bytes_and_samples_the_same_frames(suite, tmp_path):
+  tmp, _, videos = suite
+  lst = sv.write_list(tmp_path / "train.txt", [v for v in videos if v.num_frames])
+  out = tmp_path / "re"
+  summary = prepare.prepare_dataset([lst], str(tmp / "videos"), str(out), progress=False,
+                                    reencode="short_side=48,gop=4,crf=8")
+  assert summary["reencode"]["gop"] == 4 and summary["written"] == len(videos)
+  sizes = summary["video_bytes"]
+  assert sizes["source"] == sum((tmp / "videos" / v.path).stat().st_size for v in videos)
+  assert 0 < sizes["records"] != sizes["source"]
+  cfg = small_data_config(str(out))
+  source = pipeline.open_source(cfg, "train")
+  rec = source[0]
+  assert (int(rec["num_frames"]), int(rec["height"])) == (videos[0].num_frames, 48)
+  inds = [5, 9, 13, 17]
+  got = video_decode.decode_frames(rec["video"], inds, short_side=48,
+                                   crop_resize=((0, 8, 48, 48), 32, 32))
+  np.testing.assert_array_equal(sv.read_frame_indices(got, videos[0].num_frames), inds)
+
+
+def _augment_config(out):
+  cfg = small_data_config(out)
+  cfg.num_frames, cfg.frame_interval = 4, 2
+  cfg.train.random_erasing_prob = 0.5
+  return cfg
+
+
+def test_device_augmentation_matches_the_host_path(suite):
+  _, out, _ = suite
+  host_cfg = _augment_config(out)
+  dev_cfg = _augment_config(out)
+  dev_cfg.train.augment_on_device = True
+  source = pipeline.open_source(host_cfg, "train")
+  host, dev = clips.TrainClip(host_cfg, source), clips.TrainClip(dev_cfg, source)
+  flips, erased = set(), 0
+  for i in range(12):
+    record = source[i % len(source)]
+    a = host.random_map((i, record), np.random.default_rng(i))
+    b = dev.random_map((i, record), np.random.default_rng(i))
+    assert set(device_augment.PARAM_KEYS) <= set(b)
+    got = np.asarray(device_augment.augment(
+        b["video"][None], {k: np.asarray(b[k])[None] for k in device_augment.PARAM_KEYS}))[0]
+    top, left, eh, ew = b["aug_erase_box"]
+    keep = np.ones(got.shape[1:3], bool)
+    keep[top : top + eh, left : left + ew] = False
+    erased += eh > 0
+    # Same flip, jitter and box as the host; the erasing fill is other random pixels.
+    diff = np.abs(got.astype(np.int32) - a["video"].astype(np.int32))[:, keep]
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    if eh:
+      assert not np.array_equal(got[:, ~keep], b["video"][:, ~keep].astype(np.float32))
+    flips.add(bool(b["aug_flip"]))
+  assert flips == {True, False} and erased > 0
+
+
+def test_device_jitter_ops_each_match_numpy():
+  rng = np.random.default_rng(0)
+  video = rng.integers(0, 256, (2, 3, 6, 5, 3), dtype=np.uint8)
+  for op, f in ((0, 1.4), (1, 0.6), (2, 1.5), (3, 0.08)):
+    order = np.array([op] + [o for o in range(4) if o != op], np.int32)
+    factors = np.array([1, 1, 1, 0], np.float32)
+    factors[op] = f
+    params = device_augment.no_augment_params(2)
+    params["aug_jitter_order"] = np.tile(order, (2, 1))
+    params["aug_jitter_factors"] = np.tile(factors, (2, 1))
+    got = np.asarray(device_augment.augment(video, params))
+    want = np.stack([transforms.apply_color_jitter(v, order, factors) for v in video])
+    assert np.abs(got - want).max() <= 1, op
+
+
+def test_augment_and_normalize_identity_params_equal_normalize():
+  video = np.random.default_rng(1).integers(0, 256, (2, 2, 4, 4, 3), dtype=np.uint8)
+  batch = {"video": video, **device_augment.no_augment_params(2)}
+  from squeezetime_jax.data import normalize_on_device
+
+  np.testing.assert_allclose(device_augment.augment_and_normalize(batch),
+                             normalize_on_device(video), atol=1e-6)
+
+
+def test_repeated_augmentation_shares_the_window_and_resumes(suite):
+  _, out, videos = suite
+  cfg = _augment_config(out)
+  cfg.train.repeated_augmentation = 2
+  cfg.train.augment_on_device = True
+  cfg.train.multiscale_crop = False  # a crop's top quarter then shows the frame level
+  ds = make_train_dataset(cfg, batch_size_per_process=4, seed=1, process_index=0,
+                          process_count=1)
+  it = iter(ds)
+  first = next(it)
+  state = it.get_state()
+  assert first["video"].shape == (4, 4, 32, 32, 3) and first["aug_flip"].shape == (4,)
+  frames_of = {}
+  for v in videos:
+    frames_of.setdefault(v.label, []).append(v.num_frames)
+  second = next(it)
+  for b in (first, second):
+    for pair in (slice(0, 2), slice(2, 4)):
+      labels = b["label"][pair]
+      assert labels[0] == labels[1]
+      n = frames_of[int(labels[0])][0] if len(frames_of[int(labels[0])]) == 1 else None
+      if n:  # one video with this label: both clips show the same frame indices
+        idx = [sv.read_frame_indices(v, n) for v in b["video"][pair]]
+        np.testing.assert_array_equal(idx[0], idx[1])
+  it2 = iter(ds)
+  it2.set_state(state)
+  got = next(it2)
+  for k in second:
+    np.testing.assert_array_equal(second[k], got[k], err_msg=k)
+  with pytest.raises(ValueError, match="divide"):
+    make_train_dataset(cfg, batch_size_per_process=3, seed=1, process_index=0, process_count=1)
