@@ -153,12 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.videos:
         try:
             probabilities = predictor.probabilities(path)
-        except VideoDecodeError as error:
+        except Exception as error:  # one bad file must not stop the others
             failures += 1
+            reason = (f"unreadable video: {error}" if isinstance(error, VideoDecodeError)
+                      else f"{type(error).__name__}: {error}")
             if args.json:
-                print(json.dumps({"video": path, "error": f"unreadable video: {error}"}), flush=True)
+                print(json.dumps({"video": path, "error": reason}), flush=True)
             else:
-                print(f"{path}: error: unreadable video: {error}", flush=True)
+                print(f"{path}: error: {reason}", flush=True)
             continue
         best = top_k(probabilities, names, args.top_k)
         if args.json:
