@@ -128,6 +128,21 @@ def test_mean_class_accuracy_weights_classes_not_videos():
     assert got["mean_class_accuracy"] == pytest.approx((1.0 + 0.5) / 2)
 
 
+def test_config_protocols_are_the_papers():
+    from configs import hmdb51, k400, k600
+
+    def views(config, protocol):
+        p = pipeline.eval_protocol(config.data, protocol)
+        return p.num_clips, p.num_crops, p.short_side, p.crop_size
+
+    for module in (k400, k600):
+        assert views(module.get_config(), "test") == (10, 3, 224, 224)
+        assert views(module.get_config(), "val") == (1, 1, 256, 224)
+    assert views(hmdb51.get_config(), "test") == (2, 3, 286, 286)
+    assert views(k400.get_config(), ev.parse_protocol("test:num_clips=4,num_crops=1")) == (
+        4, 1, 224, 224)
+
+
 def test_parse_protocol():
     assert ev.parse_protocol("val") == "val"
     assert ev.parse_protocol("test:num_clips=2,num_crops=3,short_side=286,crop_size=286") == {
