@@ -17,6 +17,7 @@ from squeezetime_jax.data import device_augment, sampling, transforms, video_dec
 def _decode_clips(
     data: bytes, total_frames: int, cfg, *, num_clips: int, train: bool,
     rng: np.random.Generator | None, short_side: int, crop_resize=None, crop_resizes=None,
+    packets=None,
 ) -> np.ndarray:
   """(num_clips, T, H, W, 3) at the given short side; re-samples if the stream is short.
 
@@ -30,12 +31,23 @@ def _decode_clips(
     try:
       frames = video_decode.decode_frames(
           data, inds, short_side=short_side, crop_resize=crop_resize,
-          threads=cfg.decode_threads, crop_resizes=crop_resizes,
+          threads=cfg.decode_threads, crop_resizes=crop_resizes, packets=packets,
       )
       return frames.reshape(inds.shape + frames.shape[1:])
     except video_decode.ShortVideoError as e:
       total_frames = e.num_decoded
   raise video_decode.VideoDecodeError("frame count changed between decodes")
+
+
+def packets_of(record: Mapping) -> video_decode.PacketTable | None:
+  """The record's packet table; None for records prepared without one."""
+  if "packets" not in record or not len(record["packets"]):
+    return None
+  codec = record["codec"]
+  return video_decode.PacketTable(
+      codec.decode() if isinstance(codec, bytes) else str(codec),
+      bytes(record["extradata"]), np.asarray(record["packets"], np.int64),
+  )
 
 
 class TrainClip(grain.transforms.RandomMap):
@@ -94,12 +106,12 @@ class TrainClip(grain.transforms.RandomMap):
     if repeats == 1:
       videos = _decode_clips(
           record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
-          rng=rng, short_side=t.short_side, crop_resize=crops[0],
+          rng=rng, short_side=t.short_side, crop_resize=crops[0], packets=packets_of(record),
       )[:, :, None]  # (1, T, 1, S, S, 3), as with several crops
     else:
       videos = _decode_clips(
           record["video"], int(record["num_frames"]), cfg, num_clips=1, train=True,
-          rng=rng, short_side=t.short_side, crop_resizes=crops,
+          rng=rng, short_side=t.short_side, crop_resizes=crops, packets=packets_of(record),
       )
     return [self._finish(videos[0, :, r], rng) for r in range(repeats)]
 
@@ -156,7 +168,7 @@ class EvalViews(grain.transforms.Map):
     try:
       clips = _decode_clips(
           record["video"], int(record["num_frames"]), cfg, num_clips=p.num_clips,
-          train=False, rng=None, short_side=p.short_side,
+          train=False, rng=None, short_side=p.short_side, packets=packets_of(record),
       )
       _, _, h, w, _ = clips.shape
       boxes = (

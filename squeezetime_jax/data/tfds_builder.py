@@ -1,7 +1,8 @@
 """TFDS builder writing encoded videos to ArrayRecord shards.
 
 Records hold the original encoded file (decoded frames of Kinetics would not fit on
-disk), its label (a ClassLabel, so class names travel with the data), the video id (its
+disk) or its re-encode (reencode.py), the table of its packets (so a clip decodes
+without opening the container), its label (a ClassLabel, so class names travel with the data), the video id (its
 path relative to the video root) and the frame count found by demuxing.
 
 The class is not registered with TFDS: readers open the prepared directory with
@@ -79,8 +80,13 @@ def check_video(
     info = video_decode.probe(data)
   except video_decode.VideoDecodeError as e:
     return CheckResult(entry, None, str(e), source_bytes)
+  # Where each packet lies, so training can decode without opening the container.
+  table = video_decode.packet_table(data)
   example = {
       "video": data,
+      "codec": table.codec if table else "",
+      "extradata": table.extradata if table else b"",
+      "packets": table.rows if table else np.zeros((0, 4), np.int64),
       "label": entry.label,
       "video_id": entry.path,
       "num_frames": np.int32(info.num_frames),
@@ -137,6 +143,10 @@ class SqueezetimeVideo(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         description="Encoded video files with labels (mmaction2-style list).",
         features=tfds.features.FeaturesDict({
             "video": tfds.features.Tensor(shape=(), dtype=np.object_),
+            # Packet table (video_decode.PacketTable); empty when not trustworthy.
+            "codec": tfds.features.Text(),
+            "extradata": tfds.features.Tensor(shape=(), dtype=np.object_),
+            "packets": tfds.features.Tensor(shape=(None, 4), dtype=np.int64),
             "label": tfds.features.ClassLabel(names=self._class_names),
             "video_id": tfds.features.Text(),
             "num_frames": tfds.features.Tensor(shape=(), dtype=np.int32),

@@ -113,6 +113,7 @@ def decode_frames(
     crop_resize: tuple[tuple[int, int, int, int], int, int] | None = None,
     threads: int = 1,
     crop_resizes: list | None = None,
+    packets: "PacketTable | None" = None,
 ) -> np.ndarray:
   """Decodes the frames at presentation `indices` (any order, repeats allowed).
 
@@ -125,6 +126,8 @@ def decode_frames(
   scaled to out_h x out_w in one resampling (instead of resize, crop, resize).
   With `crop_resizes`, a list of such tuples, every frame is decoded once and cut for
   each: the result is (len(indices), len(crop_resizes), out_h, out_w, 3).
+  With `packets` (stored at preparation time by `packet_table`), the needed packets are
+  fed straight to a decoder: no container open, no demuxing, no seek.
 
   Returns:
     uint8 array (len(indices), H, W, 3).
@@ -148,7 +151,11 @@ def decode_frames(
     if short_side is None:
       raise ValueError("crop_resize needs short_side")
     convert = lambda frame: _crop_resize_rgb(frame, short_side, *crop_resize)
-  got = _decode_by_timestamp(data, wanted, convert, threads)
+  got = None
+  if packets is not None:
+    got = _decode_from_table(data, packets, wanted, convert, threads)
+  if got is None:
+    got = _decode_by_timestamp(data, wanted, convert, threads)
   if got is None:
     got = _decode_from_start(data, wanted, convert, threads)
   return np.stack([got[int(i)] for i in indices])
@@ -219,15 +226,7 @@ def _decode_by_timestamp(data, wanted, convert, threads) -> dict[int, np.ndarray
     got = {}
 
     def take(frames) -> bool:
-      for frame in frames:
-        i = index_of.get(frame.pts)
-        if i is None:
-          raise _Untrusted
-        if i in wanted:
-          got[i] = convert(frame)
-        if i >= last:
-          return True
-      return False
+      return _take_frames(frames, index_of, wanted, last, convert, got)
 
     for packet in container.demux(stream):
       if packet.size and packet.pts is not None:
@@ -243,6 +242,97 @@ def _decode_by_timestamp(data, wanted, convert, threads) -> dict[int, np.ndarray
     return None
   finally:
     container.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class PacketTable:
+  """Where a video's packets are in its file, for decoding without the container.
+
+  rows: int64 (num_packets, 4) in file (decode) order: byte offset, size, pts, keyframe.
+  """
+
+  codec: str
+  extradata: bytes
+  rows: np.ndarray
+
+
+def packet_table(data: bytes) -> PacketTable | None:
+  """Demuxes `data` once and records its packets; None when that cannot be trusted
+  (rotation metadata, which lives in the container; missing timestamps or offsets;
+  packet bytes that are not a plain slice of the file)."""
+  try:
+    container = _open(data)
+  except VideoDecodeError:
+    return None
+  try:
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    for frame in container.decode(stream):
+      if _rotation(frame):
+        return None
+      break
+    container.seek(0)
+    rows = []
+    for packet in container.demux(stream):
+      if not packet.size:
+        continue
+      pos = packet.pos
+      if packet.pts is None or pos is None or pos < 0 or data[pos : pos + packet.size] != bytes(packet):
+        return None
+      rows.append((pos, packet.size, packet.pts, int(packet.is_keyframe)))
+    if not rows:
+      return None
+    return PacketTable(ctx.name, bytes(ctx.extradata or b""), np.array(rows, np.int64))
+  except av.FFmpegError:
+    return None
+  finally:
+    container.close()
+
+
+def _decode_from_table(data, table: PacketTable, wanted, convert, threads):
+  """`_decode_by_timestamp` over stored packets; None (fall back) on any surprise."""
+  rows = table.rows
+  order = np.sort(rows[:, 2])
+  last, first = max(wanted), min(wanted)
+  if last >= len(order) or np.any(order[1:] == order[:-1]):
+    return None
+  index_of = {int(p): i for i, p in enumerate(order)}
+  # Decode from the last keyframe (in file order) whose frame is not after the first
+  # wanted frame.
+  keys = np.flatnonzero((rows[:, 3] == 1) & (rows[:, 2] <= order[first]))
+  if keys.size == 0:
+    return None
+  try:
+    ctx = av.CodecContext.create(table.codec, "r")
+    if table.extradata:
+      ctx.extradata = table.extradata
+    ctx.thread_count = threads
+    got = {}
+    for pos, size, pts, _ in rows[keys[-1]:]:
+      ctx.skip_frame = "DEFAULT" if index_of[int(pts)] in wanted else "NONREF"
+      packet = av.Packet(data[pos : pos + size])
+      packet.pts = int(pts)
+      if _take_frames(ctx.decode(packet), index_of, wanted, last, convert, got):
+        break
+    else:
+      ctx.skip_frame = "DEFAULT"
+      _take_frames(ctx.decode(None), index_of, wanted, last, convert, got)
+    return got if len(got) == len(wanted) else None
+  except (av.FFmpegError, ValueError, _Untrusted):
+    return None
+
+
+def _take_frames(frames, index_of, wanted, last, convert, got) -> bool:
+  """Converts the wanted frames into `got`; True once frame `last` came out."""
+  for frame in frames:
+    i = index_of.get(frame.pts)
+    if i is None:
+      raise _Untrusted
+    if i in wanted:
+      got[i] = convert(frame)
+    if i >= last:
+      return True
+  return False
 
 
 def _packet_index(container, stream) -> tuple[list[int], list[int]] | None:
