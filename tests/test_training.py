@@ -106,24 +106,24 @@ def test_coupled_weight_decay_and_clipping_match_torch_sgd():
     tx = optim.make_optimizer(config, lambda step: 0.1)
     rng = np.random.default_rng(0)
     params = {"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(5,))}
-    torch_params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+    # float32 on both sides: decoupled decay, or decay after momentum, would differ
+    # by about lr * wd * |param| = 5e-3, far above float32 rounding.
+    torch_params = {k: torch.tensor(v, dtype=torch.float32, requires_grad=True)
                     for k, v in params.items()}
     sgd = torch.optim.SGD(torch_params.values(), lr=0.1, momentum=0.9, weight_decay=0.05)
-    with jax.enable_x64(True):
-        jax_params = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), params)
-        opt_state = tx.init(jax_params)
-        for _ in range(4):
-            grads = {k: rng.normal(size=v.shape) * 3 for k, v in params.items()}
-            for k, p in torch_params.items():
-                p.grad = torch.tensor(grads[k], dtype=torch.float64)
-            torch.nn.utils.clip_grad_norm_(torch_params.values(), max_norm=1.0)
-            sgd.step()
-            updates, opt_state = tx.update(jax.tree.map(jnp.asarray, grads), opt_state,
-                                           jax_params)
-            jax_params = jax.tree.map(lambda p, u: p + u, jax_params, updates)
-        for k in params:
-            np.testing.assert_allclose(np.asarray(jax_params[k]),
-                                       torch_params[k].detach().numpy(), rtol=1e-12)
+    jax_params = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), params)
+    opt_state = tx.init(jax_params)
+    for _ in range(4):
+        grads = {k: (rng.normal(size=v.shape) * 3).astype(np.float32) for k, v in params.items()}
+        for k, p in torch_params.items():
+            p.grad = torch.tensor(grads[k])
+        torch.nn.utils.clip_grad_norm_(torch_params.values(), max_norm=1.0)
+        sgd.step()
+        updates, opt_state = tx.update(jax.tree.map(jnp.asarray, grads), opt_state, jax_params)
+        jax_params = jax.tree.map(lambda p, u: p + u, jax_params, updates)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(jax_params[k]), torch_params[k].detach().numpy(),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_interrupted_run_resumes_bit_identically(tmp_path):
@@ -143,17 +143,13 @@ def test_checkpoints_restore_on_another_device_count(tmp_path):
     # 8 devices to step 3, then 1 device from step 3 to 6; and the reverse.
     for first, second in ((8, 1), (1, 8)):
         workdir = tmp_path / f"{first}to{second}"
-        run_train(workdir, first, total_steps=6, checkpoint_every_steps=3,
-                  extra_args=["--config.total_steps=6"])
+        run_train(workdir, first)
+        uninterrupted = saved_params(workdir, 6)
         shutil.rmtree(workdir / "checkpoints" / "6")
         result = run_train(workdir, second)
         assert "resumed from" in result.stdout and "at step 3" in result.stdout
-        reference = tmp_path / f"ref{first}"
-        if not reference.exists():
-            run_train(reference, first)
         # Equal up to the reduction order of a different device count.
-        _assert_trees_close(saved_params(workdir, 6), saved_params(reference, 6),
-                            rtol=1e-3, atol=1e-4)
+        _assert_trees_close(saved_params(workdir, 6), uninterrupted, rtol=1e-3, atol=1e-4)
 
 
 def test_sigterm_checkpoints_at_the_next_step_and_exits_cleanly(tmp_path):
