@@ -37,16 +37,14 @@ _TIMEOUT = flags.DEFINE_float("timeout", 3600.0, "--watch: stop after this many 
                               "no new checkpoint.")
 _POLL = flags.DEFINE_float("poll_seconds", 30.0, "--watch: seconds between looks for checkpoints.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+distributed.define_flags()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
     if _WATCH.value:
         watch(_CONFIG.value, _CHECKPOINT.value, protocol=protocol, data_dir=_DATA.value,

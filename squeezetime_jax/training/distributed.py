@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import jax
-from absl import logging
+from absl import flags, logging
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -36,3 +36,16 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return
     logging.info("process %d of %d, %d local of %d global devices", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def define_flags() -> None:
+    """--coordinator_address/--num_processes/--process_id for an entry point."""
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+    flags.DEFINE_integer("num_processes", None, "Number of processes.")
+    flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def initialize_from_flags() -> None:
+    """`initialize` with the values of the flags from `define_flags`."""
+    values = flags.FLAGS
+    initialize(values.coordinator_address, values.num_processes, values.process_id)
