@@ -39,8 +39,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pipeline_benchmark import write_realistic_h264  # noqa: E402
 
 from squeezetime_jax.data import (  # noqa: E402
-    clips, default_data_config, device_augment, pipeline, prepare, transforms, video_decode,
+    clips, default_data_config, pipeline, prepare, transforms, video_decode,
 )
+
+try:
+  from squeezetime_jax.data import device_augment
+except ImportError:  # an older checkout, profiled with --baseline
+  device_augment = None
 
 SOURCES = {"340x256": (340, 256), "640x360": (640, 360)}
 
@@ -53,7 +58,7 @@ class StageTimer:
     self._stack = contextlib.ExitStack()
 
   def wrap(self, module, name, stage):
-    fn = getattr(module, name, None)
+    fn = getattr(module, name, None) if module is not None else None
     if fn is None:  # an older checkout without this stage
       return
 
@@ -186,13 +191,15 @@ def main():
   p.add_argument("--test-videos", type=int, default=4)
   p.add_argument("--repeats", default="2", help="repeated_augmentation values to add")
   p.add_argument("--json", help="also write the results here")
+  p.add_argument("--skip-original", action="store_true", help="profile re-encodes only")
   p.add_argument("--baseline", action="store_true",
                  help="original bytes and host augmentation only (runs on older checkouts)")
   args = p.parse_args()
   import tensorflow_datasets as tfds
 
   tfds.disable_progress_bar()
-  specs = [None] + ([] if args.baseline else (args.reencode or ["short_side=256,gop=32"]))
+  specs = [] if args.skip_original else [None]
+  specs += [] if args.baseline else (args.reencode or ["short_side=256,gop=32"])
   results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
              "load_average_at_start": os.getloadavg(), "runs": []}
   with tempfile.TemporaryDirectory() as tmp:

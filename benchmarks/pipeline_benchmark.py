@@ -9,6 +9,7 @@ works as hard as on real footage), prepares them as the trainer would, then meas
   * host-side float normalization cost, to compare with shipping uint8.
 
   python benchmarks/pipeline_benchmark.py [--resolutions 320,720] [--workers 1,2]
+      [--reencode short_side=256,gop=32] [--augment-on-device] [--repeated-augmentation R]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def write_realistic_h264(path, width, height, num_frames, fps=25, seed=0, keyint
       c.mux(p)
 
 
-def make_dataset(tmp, resolution, num_videos, num_frames):
+def make_dataset(tmp, resolution, num_videos, num_frames, args):
   root = os.path.join(tmp, f"v{resolution}")
   os.makedirs(root, exist_ok=True)
   w, h = SIZES[resolution]
@@ -59,9 +60,12 @@ def make_dataset(tmp, resolution, num_videos, num_frames):
   with open(lst, "w") as f:
     f.write("\n".join(lines) + "\n")
   out = os.path.join(tmp, f"ds{resolution}")
-  prepare.prepare_dataset([f"train={lst}", f"test={lst}"], root, out, progress=False)
+  prepare.prepare_dataset([f"train={lst}", f"test={lst}"], root, out, progress=False,
+                          reencode=args.reencode)
   cfg = default_data_config()
   cfg.dataset, cfg.data_dir = "squeezetime_video/custom", out
+  cfg.train.augment_on_device = args.augment_on_device
+  cfg.train.repeated_augmentation = args.repeated_augmentation
   return cfg
 
 
@@ -82,7 +86,7 @@ def rate(fn, n_items, min_seconds):
 
 
 def bench_resolution(tmp, resolution, args):
-  cfg = make_dataset(tmp, resolution, args.num_videos, args.num_frames)
+  cfg = make_dataset(tmp, resolution, args.num_videos, args.num_frames, args)
   source = pipeline.open_source(cfg, "train")
   records = [source[i] for i in range(len(source))]
   train = clips.TrainClip(cfg, source)
@@ -100,7 +104,7 @@ def bench_resolution(tmp, resolution, args):
     test.map((0, records[state["i"] % len(records)]))
 
   res = {}
-  for name, fn, n in (("train_clips", one_train_clip, 1), ("test_views", one_test_video, 30)):
+  for name, fn, n in (("train_clips", one_train_clip, int(cfg.train.repeated_augmentation)), ("test_views", one_test_video, 30)):
     wall, cpu = rate(fn, n, args.seconds)
     res[f"{name}_per_s_per_worker_wall"] = wall
     res[f"{name}_per_cpu_s"] = cpu
@@ -136,6 +140,10 @@ def main():
   p.add_argument("--num-frames", type=int, default=250, help="10 s at 25 fps, as Kinetics")
   p.add_argument("--seconds", type=float, default=8.0, help="minimum time per measurement")
   p.add_argument("--batch", type=int, default=4)
+  p.add_argument("--reencode", help="prepare with --reencode SPEC instead of the original bytes")
+  p.add_argument("--augment-on-device", action="store_true",
+                 help="host draws augmentation parameters only (device_augment)")
+  p.add_argument("--repeated-augmentation", type=int, default=1)
   args = p.parse_args()
   args.workers = [int(w) for w in args.workers.split(",")]
   from absl import flags

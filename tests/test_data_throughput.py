@@ -23,6 +23,7 @@ def test_parse_spec_defaults_and_errors():
   spec = reencode.parse_spec("short_side=128,gop=8")
   assert (spec.short_side, spec.gop, spec.bframes, spec.preset) == (128, 8, 3, "veryfast")
   assert reencode.parse_spec("bframes=0,preset=ultrafast").bframes == 0
+  assert reencode.parse_spec("tune=fastdecode").tune == "fastdecode"
   for bad, word in (("gop=0", "gop"), ("size=3", "size"), ("short_side=255", "even"),
                     ("gop", "KEY=VALUE"), ("crf=x", "crf")):
     with pytest.raises(ValueError, match=word):
@@ -34,7 +35,7 @@ def test_reencode_keeps_every_frame_in_order_with_fixed_gop(suite, name):
   tmp, _, videos = suite
   n = {v.path: v.num_frames for v in videos}[name]
   src = (tmp / "videos" / name).read_bytes()
-  data = reencode.reencode(src, reencode.parse_spec("short_side=32,gop=8,crf=8"))
+  data = reencode.reencode(src, reencode.parse_spec("short_side=32,gop=8,crf=8,tune=fastdecode"))
   info = video_decode.probe(data)
   assert (info.num_frames, info.height, info.width) == (n, 32, 44)  # 42.7 -> even 44
   wanted = np.arange(n)

@@ -37,10 +37,11 @@ class ReencodeSpec:
   bframes: int = 3
   crf: int = 23
   preset: str = "veryfast"
+  tune: str = ""  # x264 tune; "fastdecode" (CAVLC, no deblocking) decodes faster
 
 
 def parse_spec(text: str) -> ReencodeSpec:
-  """'short_side=256,gop=32[,bframes=3,crf=23,preset=veryfast]' -> ReencodeSpec."""
+  """'short_side=256,gop=32[,bframes=3,crf=23,preset=veryfast,tune=fastdecode]'."""
   fields = {f.name: f.type for f in dataclasses.fields(ReencodeSpec)}
   values = {}
   for item in filter(None, (t.strip() for t in text.split(","))):
@@ -49,7 +50,7 @@ def parse_spec(text: str) -> ReencodeSpec:
       raise ValueError(
           f"--reencode item {item!r}: expected KEY=VALUE with KEY in {sorted(fields)}"
       )
-    values[key] = value if key == "preset" else _positive_int(key, value)
+    values[key] = value if key in ("preset", "tune") else _positive_int(key, value)
   spec = ReencodeSpec(**values)
   if spec.short_side % 2 or spec.bframes < 0 or spec.crf > 51:
     raise ValueError(f"--reencode {text!r}: short_side must be even, crf at most 51")
@@ -112,6 +113,7 @@ def _encoder(dst, frame: av.VideoFrame, rate, spec: ReencodeSpec):
   enc.codec_context.time_base = fractions.Fraction(1, 1) / rate
   enc.codec_context.thread_count = 1
   enc.options = {
+      **({"tune": spec.tune} if spec.tune else {}),
       "preset": spec.preset,
       "crf": str(spec.crf),
       "x264-params": (
