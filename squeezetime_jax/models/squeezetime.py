@@ -187,6 +187,30 @@ class CTL(nn.Module):
         return temporal + ioi
 
 
+class DepthwiseDownsample(nn.Module):
+    """The released `downsample.0`: depthwise conv 2x2, stride 2, no padding, with bias.
+
+    The windows do not overlap, so the conv is a reshape into 2x2 blocks, a multiply
+    and a sum: the same function, but plain elementwise work that XLA fuses with its
+    neighbours (forward and backward). A `feature_group_count` conv instead runs as a
+    separate, slow grouped-conv kernel on XLA CPU, and its weight gradient as another.
+    Parameters are those of the equivalent nn.Conv (kernel (2, 2, 1, C), bias (C,)),
+    so checkpoints convert unchanged. Odd sizes round down, as the conv does. Runs in
+    the input's dtype, summing the four taps in at least float32.
+    """
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        n, h, w, c = x.shape
+        kernel = self.param("kernel", conv_kernel_init, (2, 2, 1, c), jnp.float32)
+        bias = self.param("bias", torch_conv_bias_init(4), (c,), jnp.float32)
+        blocks = x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+        sum_dtype = jnp.promote_types(x.dtype, jnp.float32)
+        taps = kernel.reshape(1, 1, 2, 1, 2, c).astype(x.dtype)
+        y = (blocks * taps).astype(sum_dtype).sum(axis=(2, 4)) + bias.astype(sum_dtype)
+        return y.astype(x.dtype)
+
+
 class _Block(nn.Module):
     """Shared fields and submodule factories of the basic and bottleneck blocks.
 
@@ -202,10 +226,7 @@ class _Block(nn.Module):
     norm: ModuleDef
 
     def downsample(self, x: Array) -> Array:
-        channels = x.shape[-1]
-        x = self.conv(channels, (2, 2), strides=(2, 2), padding="VALID",
-                      feature_group_count=channels, use_bias=True,
-                      bias_init=torch_conv_bias_init(4), name="downsample_0")(x)
+        x = DepthwiseDownsample(name="downsample_0")(x)
         return self.norm(name="downsample_1")(x)
 
     def shortcut(self, x: Array, features: int) -> Array:
