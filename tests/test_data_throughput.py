@@ -198,7 +198,24 @@ def test_pipeline_decodes_from_the_packet_table(suite, monkeypatch):
   assert out["video"].shape == (4, 32, 32, 3) and not out["decode_failed"]
 
 
-def test_rotated_video_has_no_packet_table(suite, tmp_path):
+def test_rotated_video_has_no_packet_table_until_reencoded(suite, tmp_path):
   tmp, _, _ = suite
   rotated = sv.write_rotated_copy(tmp / "videos" / "c0/bframes.mp4", tmp_path / "r.mp4")
-  assert video_decode.packet_table(open(rotated, "rb").read()) is None
+  data = open(rotated, "rb").read()
+  assert video_decode.packet_table(data) is None
+  # The re-encode applies the rotation to the pixels: portrait, no display matrix.
+  again = reencode.reencode(data, reencode.parse_spec("short_side=32,gop=8"))
+  info = video_decode.probe(again)
+  assert (info.height, info.width) == (44, 32)
+  assert video_decode.packet_table(again) is not None
+
+
+def test_cli_rejects_a_bad_reencode_spec(suite, tmp_path, capsys):
+  tmp, _, _ = suite
+  lst = tmp_path / "train.txt"
+  lst.write_text("c0/bframes.mp4 0\n")
+  args = ["--list", str(lst), "--root", str(tmp / "videos"), "--out", str(tmp_path / "o")]
+  assert prepare.main(args + ["--reencode", "gop=0"]) == 2
+  assert "gop" in capsys.readouterr().err
+  assert prepare.main(args + ["--reencode", "short_side=32,gop=4"]) == 0
+  assert "written 1, skipped 0" in capsys.readouterr().out
