@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from typing import Any, Mapping
@@ -150,6 +151,11 @@ def make_train_dataset(
   ds = ds.batch(batch_size_per_process // repeats, drop_remainder=True)
   if repeats > 1:
     ds = ds.map(_merge_repeats)
+  if data_config.train.get("augment_on_device", False):
+    # The clips arrive unaugmented: a step that only normalizes trains without
+    # flip, jitter or erasing.
+    logging.info("train.augment_on_device: the train step must call "
+                 "device_augment.augment_and_normalize(batch)")
   ds = ds.to_iter_dataset(_read_options(data_config))
   return _prefetch(ds, data_config)
 
