@@ -426,12 +426,11 @@ def _crop_resize_rgb(frame: av.VideoFrame, short_side: int, box, out_h: int, out
   y0, x0 = min(even(top * scale), height - 2), min(even(left * scale), width - 2)
   hh = max(2, min(even(ch * scale), (height - y0) // 2 * 2))
   ww = max(2, min(even(cw * scale), (width - x0) // 2 * 2))
-  y, u, v = _planes(frame)
-  packed = np.concatenate([
-      y[y0 : y0 + hh, x0 : x0 + ww].ravel(),
-      u[y0 // 2 : (y0 + hh) // 2, x0 // 2 : (x0 + ww) // 2].ravel(),
-      v[y0 // 2 : (y0 + hh) // 2, x0 // 2 : (x0 + ww) // 2].ravel(),
-  ]).reshape(hh * 3 // 2, ww)
-  cut = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+  # Copy the box straight into a new frame's planes (one copy, no packing).
+  cut = av.VideoFrame(ww, hh, "yuv420p")
+  boxes = ((y0, x0, hh, ww), (y0 // 2, x0 // 2, hh // 2, ww // 2))
+  for src, dst, (r, c, bh, bw) in zip(_planes(frame), cut.planes, boxes + boxes[1:]):
+    rows = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
+    rows[:bh, :bw] = src[r : r + bh, c : c + bw]
   cut.colorspace, cut.color_range = frame.colorspace, frame.color_range
   return _scale_then_rgb(cut, out_w, out_h)
