@@ -216,3 +216,29 @@ def test_two_processes_on_localhost_agree_with_one(tmp_path):
     run_train(tmp_path / "one", 2)
     _assert_trees_close(saved_params(workdir, 6), saved_params(tmp_path / "one", 6),
                         rtol=1e-5, atol=1e-7)
+
+
+def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):
+    from absl import flags
+    import json
+
+    from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
+
+    flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
+    prepared, _, _ = write_demo_dataset(tmp_path / "data")
+    data = small_data_config(prepared)
+    data.num_frames = 2
+    data.train.augment_on_device = True  # flip/jitter/erasing inside the jitted step
+    config = tiny_config(**{"data": data, "model.num_classes": 3, "total_steps": 2,
+                            "schedule.warmup_steps": 1, "eval_every_steps": 2,
+                            "eval_protocol": "val"})
+    state = train_and_evaluate(config, str(tmp_path / "run"))
+    assert int(state.step) == 2
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    train = [r for r in records if "train/loss" in r]
+    val = [r for r in records if "val/top1" in r]
+    assert [r["step"] for r in train] == [1, 2] and all(np.isfinite(r["train/loss"]) for r in train)
+    assert len(val) == 1 and val[0]["step"] == 2
+    assert val[0]["val/views"] == 3  # the demo dataset's three validation videos, 1 view each
+    assert 0.0 <= val[0]["val/top1"] <= 1.0

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from squeezetime_jax.data import device_augment
 from squeezetime_jax.data.normalize import normalize_on_device
 from squeezetime_jax.training.state import TrainState
 
@@ -21,7 +22,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
     """One SGD step. BatchNorm statistics are those of the global batch: under jit
     the batch is one logical array, however many devices hold its shards."""
     dropout_rng = jax.random.fold_in(state.rng, state.step)
-    clip = normalize_on_device(batch["video"])
+    if device_augment.PARAM_KEYS[0] in batch:
+        # data.train.augment_on_device: flip, colour jitter and erasing drawn on the
+        # host, applied here where they are nearly free.
+        clip = device_augment.augment_and_normalize(batch)
+    else:
+        clip = normalize_on_device(batch["video"])
     labels = batch["label"]
 
     def loss_fn(params):
