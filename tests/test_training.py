@@ -139,17 +139,27 @@ def test_interrupted_run_resumes_bit_identically(tmp_path):
     _assert_trees_equal(jax.device_get(full.opt_state), jax.device_get(resumed.opt_state))
 
 
+def _global_norm(tree):
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                             for x in jax.tree.leaves(tree))))
+
+
 def test_checkpoints_restore_on_another_device_count(tmp_path):
     # 8 devices to step 3, then 1 device from step 3 to 6; and the reverse.
     for first, second in ((8, 1), (1, 8)):
         workdir = tmp_path / f"{first}to{second}"
         run_train(workdir, first)
-        uninterrupted = saved_params(workdir, 6)
+        at_step3, uninterrupted = saved_params(workdir, 3), saved_params(workdir, 6)
         shutil.rmtree(workdir / "checkpoints" / "6")
         result = run_train(workdir, second)
         assert "resumed from" in result.stdout and "at step 3" in result.stdout
-        # Equal up to the reduction order of a different device count.
-        _assert_trees_close(saved_params(workdir, 6), uninterrupted, rtol=1e-3, atol=1e-4)
+        resumed = saved_params(workdir, 6)
+        # Steps 4-6 on the other device count match up to float32 reduction order,
+        # which BatchNorm over a few values amplifies in single elements; a wrong
+        # optimizer state or data position would change the update as a whole.
+        update = jax.tree.map(np.subtract, uninterrupted, at_step3)
+        error = jax.tree.map(np.subtract, resumed, uninterrupted)
+        assert _global_norm(error) <= 0.02 * _global_norm(update)
 
 
 def test_sigterm_checkpoints_at_the_next_step_and_exits_cleanly(tmp_path):
