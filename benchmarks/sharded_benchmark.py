@@ -22,6 +22,8 @@ import statistics
 import sys
 import time
 
+from xla_account import hlo_shape_bytes  # benchmarks/ is on sys.path when run as a script
+
 DEVICES = 8
 
 
@@ -39,18 +41,6 @@ def _parser():
 
 _COLLECTIVE = re.compile(r"= (.+?) (all-reduce|all-gather|reduce-scatter|all-to-all|"
                          r"collective-permute)(?:-start)?\(")
-_DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "f64": 8, "pred": 1}
-
-
-def _shape_bytes(shape: str) -> int:
-    """Bytes of an HLO shape string such as f32[3,3,64]{2,1,0} or a (tuple, ...)."""
-    total = 0
-    for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", shape):
-        size = 1
-        for d in filter(None, dims.split(",")):
-            size *= int(d)
-        total += size * _DTYPE_BYTES.get(dtype, 4)
-    return total
 
 
 def collectives(hlo_text: str) -> dict[str, tuple[int, int]]:
@@ -58,7 +48,7 @@ def collectives(hlo_text: str) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     for shape, op in _COLLECTIVE.findall(hlo_text):
         count, size = found.get(op, (0, 0))
-        found[op] = (count + 1, size + _shape_bytes(shape))
+        found[op] = (count + 1, size + hlo_shape_bytes(shape))
     return found
 
 

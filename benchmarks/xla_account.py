@@ -56,7 +56,8 @@ _DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "f64": 8, "pr
                 "u8": 1, "s8": 1}
 
 
-def _bytes(shape: str) -> int:
+def hlo_shape_bytes(shape: str) -> int:
+    """Bytes of an HLO shape string such as f32[3,3,64]{2,1,0} or a (tuple, ...)."""
     total = 0
     for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", shape):
         size = 1
@@ -81,7 +82,7 @@ def entry_instructions(hlo_text: str) -> list[dict]:
             custom = re.search(r'"kind":"(__\w+)"', line)
             op_name = _OP_NAME.search(line)
             found.append({"name": match.group(1), "shape": match.group(2),
-                          "opcode": match.group(3), "bytes": _bytes(match.group(2)),
+                          "opcode": match.group(3), "bytes": hlo_shape_bytes(match.group(2)),
                           "kind": (custom.group(1) if custom else
                                    kind.group(1) if kind else ""),
                           "op_name": op_name.group(1) if op_name else ""})
