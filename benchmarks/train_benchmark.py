@@ -59,7 +59,6 @@ def _jax_worker(args):
     import functools
 
     import jax
-    import numpy as np
 
     from squeezetime_jax.models import build_model, model_config
     from squeezetime_jax.training import optim

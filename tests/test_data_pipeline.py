@@ -9,14 +9,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import grain
 import pytest
-import tensorflow_datasets as tfds
 
 from squeezetime_jax.data import (
     MEAN_RGB, STD_RGB, make_eval_dataset, make_train_dataset, normalize_on_device, pipeline,
 )
 from squeezetime_jax.data import synthetic_videos as sv
 
-from squeezetime_jax.data.demo_dataset import DATASET, small_data_config as small_config
+from squeezetime_jax.data.demo_dataset import small_data_config as small_config
 from squeezetime_jax.data.demo_dataset import write_demo_dataset as prepare_suite
 
 

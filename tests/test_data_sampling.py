@@ -1,6 +1,5 @@
 """Frame sampling (mmaction2 SampleFrames) and that decoded pixels are those frames."""
 
-import os
 
 import numpy as np
 import pytest

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import signal
 import time
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -55,7 +52,7 @@ class _StopFlag:
         self.requested = True
 
 
-def _train_input(config, mesh, seed: int):
+def _train_input(config, seed: int):
     """The per-process training iterator and the number of training examples."""
     per_process = config.batch_size // jax.process_count()
     if config.data.dataset == RANDOM_DATASET:
@@ -114,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                  jax.device_count(), jax.process_count())
 
     # ---------------------------------------------------------------- input
-    train_ds, num_train = _train_input(config, mesh, config.seed)
+    train_ds, num_train = _train_input(config, config.seed)
     steps_per_epoch = max(num_train // config.batch_size, 1)
     total_steps = resolve_steps(config, "total", steps_per_epoch)
     train_iter = iter(train_ds)
