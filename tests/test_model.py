@@ -11,7 +11,8 @@ import pytest
 from squeezetime_jax.models import (
     STAGE_SIZES, BasicBlock, BottleneckBlock, SqueezeTime, build_model, model_config,
     squeeze_time)
-from squeezetime_jax.models.squeezetime import resize_align_corners
+from squeezetime_jax.models.squeezetime import (
+    conv_pointwise_as_matmul, max_pool_3x3_stride2, resize_align_corners)
 from squeezetime_jax.models.stats import count_params, model_summary
 
 TINY = dict(widen_factor=0.125, pos_dims=(4, 2, 1, 1), num_frames=2, num_classes=5)
@@ -89,6 +90,46 @@ def test_align_corners_resize_matches_definition():
     expected = 0.5 * (np.asarray(image)[0, 1, 1] + np.asarray(image)[0, 1, 2])
     np.testing.assert_allclose(resized[0, 2, 3], expected, rtol=1e-5)
     assert resize_align_corners(image, 3, 4) is image
+
+
+def _conv_and_grads(conv_fn, x, kernel, strides, padding, groups=1):
+    def f(x, kernel):
+        dims = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC"))
+        return conv_fn(x, kernel, strides, padding, dimension_numbers=dims,
+                       feature_group_count=groups)
+    y, vjp = jax.vjp(f, x, kernel)
+    return (y, *vjp(jnp.cos(y)))
+
+
+@pytest.mark.parametrize("kernel_size,strides,padding,groups", [
+    ((1, 1), (1, 1), "SAME", 1), ((1, 1), (1, 1), ((0, 0), (0, 0)), 1),
+    ((1, 1), (2, 2), "SAME", 1), ((3, 3), (1, 1), ((1, 1), (1, 1)), 1),
+    ((1, 1), (1, 1), "SAME", 2)])
+def test_pointwise_matmul_conv_is_the_same_function(kernel_size, strides, padding, groups):
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
+    kernel = jax.random.normal(jax.random.key(1), (*kernel_size, 8 // groups, 4))
+    ours = _conv_and_grads(conv_pointwise_as_matmul, x, kernel, strides, padding, groups)
+    ref = _conv_and_grads(jax.lax.conv_general_dilated, x, kernel, strides, padding, groups)
+    for a, b in zip(ours, ref):  # output, input gradient, kernel gradient
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    pointwise = kernel_size == (1, 1) and strides == (1, 1) and groups == 1
+    primitives = {e.primitive.name for e in jax.make_jaxpr(
+        lambda x, k: _conv_and_grads(conv_pointwise_as_matmul, x, k, strides, padding,
+                                     groups)[0])(x, kernel).eqns}
+    assert ("dot_general" in primitives) == pointwise
+    assert ("conv_general_dilated" in primitives) == (not pointwise)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16, 3), (1, 7, 9, 2), (1, 1, 1, 1), (1, 2, 3, 1)])
+def test_stem_max_pool_matches_reduce_window_values_and_relu_gradients(shape):
+    x = jax.random.normal(jax.random.key(0), shape)
+    reference = lambda z: nn.max_pool(z, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    np.testing.assert_array_equal(max_pool_3x3_stride2(x), reference(x))
+    # Behind a ReLU (as in the stem) the gradients agree, zero ties included.
+    cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
+    ours = jax.vjp(lambda z: max_pool_3x3_stride2(jax.nn.relu(z)), x)[1](cotangent)[0]
+    ref = jax.vjp(lambda z: reference(jax.nn.relu(z)), x)[1](cotangent)[0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
