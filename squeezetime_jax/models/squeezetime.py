@@ -88,27 +88,58 @@ def squeeze_time(clip: Array) -> Array:
     return jnp.transpose(clip, (0, 2, 3, 4, 1)).reshape(n, h, w, c * t)
 
 
-def max_pool_3x3_stride2(x: Array) -> Array:
-    """The stem's max-pool (3x3, stride 2, padding 1 with -inf, as PyTorch pads).
-
-    Written as the maximum of nine strided slices rather than a reduce_window: the
-    same forward values, and a gradient made of elementwise selects instead of
-    XLA's select-and-scatter, which is 8x slower on CPU. At ties the gradient is
-    shared between the tied inputs instead of going to the first one; the pool
-    reads a ReLU output, whose only common ties are zeros, where the ReLU's own
-    gradient is zero either way.
-    """
+def _pool_windows(x: Array):
+    """The nine (N, H', W', C) strided views of a 3x3, stride-2 window over x padded by -inf."""
     n, h, w, c = x.shape
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     out_h, out_w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-    result = None
     for dy in range(3):
         for dx in range(3):
-            window = jax.lax.slice(
-                padded, (0, dy, dx, 0), (n, dy + 2 * out_h - 1, dx + 2 * out_w - 1, c),
-                (1, 2, 2, 1))
-            result = window if result is None else jnp.maximum(result, window)
-    return result
+            yield jax.lax.slice(padded, (0, dy, dx, 0),
+                                (n, dy + 2 * out_h - 1, dx + 2 * out_w - 1, c), (1, 2, 2, 1))
+
+
+@jax.custom_vjp
+def max_pool_3x3_stride2(x: Array) -> Array:
+    """The stem's max-pool: 3x3 windows, stride 2, padding 1 with -inf (as PyTorch pads).
+
+    Same values and gradient as a reduce_window max-pool (the gradient goes to the
+    first maximum of each window in row-major order, as in PyTorch), computed from
+    nine strided views: the forward keeps the winning tap as int8, and the backward
+    places each tap's share with a strided pad. XLA's select-and-scatter for the
+    reduce_window gradient is several times slower on CPU.
+    """
+    return _max_pool_forward(x)[0]
+
+
+def _max_pool_forward(x: Array):
+    best = winner = None
+    for tap, window in enumerate(_pool_windows(x)):
+        if best is None:
+            best, winner = window, jnp.zeros(window.shape, jnp.int8)
+        else:
+            winner = jnp.where(window > best, jnp.int8(tap), winner)
+            best = jnp.maximum(best, window)
+    return best, (winner, x.shape)
+
+
+def _max_pool_backward(residuals, grad: Array):
+    winner, (_, h, w, _) = residuals
+    out_h, out_w = grad.shape[1:3]
+    zero = jnp.zeros((), grad.dtype)
+    total = None
+    for tap in range(9):
+        dy, dx = divmod(tap, 3)
+        share = jnp.where(winner == tap, grad, zero)
+        # Interior padding 1 puts output (i, j) back at padded input (dy + 2i, dx + 2j).
+        placed = jax.lax.pad(share, zero, (
+            (0, 0, 0), (dy, h + 2 - dy - (2 * out_h - 1), 1),
+            (dx, w + 2 - dx - (2 * out_w - 1), 1), (0, 0, 0)))
+        total = placed if total is None else total + placed
+    return (total[:, 1:h + 1, 1:w + 1, :],)
+
+
+max_pool_3x3_stride2.defvjp(_max_pool_forward, _max_pool_backward)
 
 
 def _align_corners_matrix(out_size: int, in_size: int) -> np.ndarray:
