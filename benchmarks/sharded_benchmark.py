@@ -1,6 +1,7 @@
 """The train step sharded over 8 simulated CPU devices against 1 device: same result, and at what cost.
 
   python benchmarks/sharded_benchmark.py [--batch 8] [--size 224] [--steps 3] [--shard-params]
+                                         [--float64]
 
 Runs one jitted `train_step` on a 1-device mesh and on an 8-device data-parallel mesh
 (XLA's host platform split into 8 devices), from the same state and batch, and reports:
@@ -8,7 +9,9 @@ how far loss, parameters and BatchNorm statistics differ after the first step (t
 over all 8 shards, gradients summed across them); the collectives XLA inserted (count and
 bytes of all-reduce and friends, from the optimized HLO); and the step time of each.
 The 8 devices share this machine's cores, so the time ratio measures the overhead of
-partitioning and collectives, not a speed-up.
+partitioning and collectives, not a speed-up. With --float64 the whole state and the
+computation are float64: if partitioning is exact, the two meshes then agree to about
+1e-12, and whatever float32 shows beyond that is float32 rounding, not the sharding.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def _parser():
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mesh")
     parser.add_argument("--shard-params", action="store_true",
                         help="FSDP-style parameter sharding instead of replication")
+    parser.add_argument("--float64", action="store_true",
+                        help="state and computation in float64 (checks exactness)")
     return parser
 
 
@@ -101,13 +106,16 @@ def main(argv=None) -> int:
     import ml_collections
     import numpy as np
 
+    jax.config.update("jax_enable_x64", args.float64)
+    dtype = "float64" if args.float64 else "float32"
+
     from squeezetime_jax.models import build_model, model_config
     from squeezetime_jax.training import mesh as mesh_lib
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state, init_train_state
     from squeezetime_jax.training.step import train_step
 
-    model = build_model(model_config(depth=args.depth, num_frames=args.frames))
+    model = build_model(model_config(depth=args.depth, num_frames=args.frames, dtype=dtype))
     config = ml_collections.ConfigDict({"optimizer": optim.optimizer_config(),
                                         "schedule": {"name": "constant"}})
     schedule = optim.make_schedule(config, args.batch, total_steps=1000, steps_per_epoch=100)
@@ -115,6 +123,9 @@ def main(argv=None) -> int:
     init = functools.partial(create_train_state, model, tx,
                              clip_shape=(1, args.frames, args.size, args.size, 3))
     state = jax.device_get(init_train_state(init, jax.random.key_data(jax.random.key(0)), None))
+    if args.float64:
+        state = jax.tree.map(
+            lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, state)
     rng = np.random.default_rng(0)
     batch = {"video": rng.integers(0, 256, (args.batch, args.frames, args.size, args.size, 3),
                                    dtype=np.uint8),
@@ -147,12 +158,12 @@ def main(argv=None) -> int:
 
     one, many = results[1], results[DEVICES]
     print(f"\nSqueezeTime depth {args.depth} train step, batch {args.batch}, "
-          f"{args.frames}x{args.size}x{args.size} float32, parameters "
+          f"{args.frames}x{args.size}x{args.size} {dtype}, parameters "
           f"{'sharded (FSDP)' if args.shard_params else 'replicated'}; {platform.machine()}, "
           f"{os.cpu_count()} cores shared by all devices; load average "
           f"{os.getloadavg()[0]:.1f}\n")
-    print("Correctness after one step, 8 devices vs 1 (tolerance of the tests: rtol 1e-4, "
-          "atol 1e-5):")
+    print("Correctness after one step, 8 devices vs 1 (float32 tolerance of the tests: "
+          "rtol 1e-4, atol 1e-5):")
     print(f"- loss: relative difference "
           f"{abs(many['first'][2] - one['first'][2]) / abs(one['first'][2]):.1e}")
     for label, index in (("parameters", 0), ("BatchNorm statistics", 1)):
