@@ -10,7 +10,9 @@ timer (time.process_time: the machine is shared, CPU time is what scales per cor
   open       container open (av.open on the bytes)
   index      demuxing every packet for the timestamp -> frame index map
   decode     seeking + decoding (what remains of decode_frames)
-  convert    crop + scale + YUV->RGB in libswscale (train) / scale + RGB (test)
+  convert    crop + scale + YUV->RGB in libswscale (train) / scale + RGB (test); with
+             resize on device, the crop's plane copy (and a YUV scale for sources not
+             stored at the short side)
   jitter, erase, aug params   host augmentation, or the parameter draw on device runs
   other      sampling, crop choice, flip view, stacking, retries (the rest of the map)
   batch      np.stack into a batch, per clip
@@ -78,7 +80,9 @@ class StageTimer:
         (video_decode, "_packet_index", "index"),
         (video_decode, "_crop_resize_rgb", "convert"),
         (video_decode, "_to_rgb", "convert"),
+        (video_decode, "_crop_yuv420", "convert"),
         (video_decode, "decode_frames", "decode_frames"),
+        (video_decode, "decode_yuv420_crops", "decode_frames"),
         (transforms, "apply_color_jitter", "jitter"),
         (transforms, "random_erasing", "erase"),
         (device_augment, "host_params", "aug params"),
@@ -206,12 +210,17 @@ def main():
     for name in args.sources.split(","):
       for spec in specs:
         cfg, prep = make_source_dataset(tmp, name, args, spec)
-        variants = [("host aug", False, 1)]
+        variants = [("host aug", False, 1, False)]
         if not args.baseline:
-          variants.append(("device aug", True, 1))
-          variants += [(f"device aug, R={r}", True, int(r)) for r in args.repeats.split(",") if r]
-        for label, on_device, repeats in variants:
+          variants.append(("device aug", True, 1, False))
+          variants += [(f"device aug, R={r}", True, int(r), False)
+                       for r in args.repeats.split(",") if r]
+          if "resize_on_device" in cfg.train:
+            variants.append(("device aug + resize", True, 1, True))
+        for label, on_device, repeats, resize in variants:
           cfg.train.augment_on_device, cfg.train.repeated_augmentation = on_device, repeats
+          if "resize_on_device" in cfg.train:
+            cfg.train.resize_on_device = resize
           run = {"source": name, "records": spec or "original bytes", "mode": f"train, {label}",
                  **profile_train(cfg, args.clips)}
           results["runs"].append(run)

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from squeezetime_jax.data import clips, device_augment, make_train_dataset, pipeline
+from squeezetime_jax.data import clips, device_augment, device_yuv, make_train_dataset, pipeline
 from squeezetime_jax.data import prepare, reencode, transforms, video_decode
 from squeezetime_jax.data import synthetic_videos as sv
 from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
@@ -101,6 +101,59 @@ def test_device_augmentation_matches_the_host_path(suite):
       assert not np.array_equal(got[:, ~keep], b["video"][:, ~keep].astype(np.float32))
     flips.add(bool(b["aug_flip"]))
   assert flips == {True, False} and erased > 0
+
+
+@pytest.mark.parametrize("reencoded", [False, True])
+def test_yuv_crops_resized_on_device_match_the_host_path(suite, tmp_path, reencoded):
+  tmp, out, videos = suite
+  if reencoded:  # stored at the short side: the host only copies planes
+    lst = sv.write_list(tmp_path / "train.txt", videos)
+    out = str(tmp_path / "re")
+    prepare.prepare_dataset([lst], str(tmp / "videos"), out, progress=False,
+                            reencode="short_side=48,gop=4,crf=8")
+  host_cfg = _augment_config(out)
+  host_cfg.train.augment_on_device = True
+  yuv_cfg = _augment_config(out)
+  yuv_cfg.train.augment_on_device = yuv_cfg.train.resize_on_device = True
+  source = pipeline.open_source(host_cfg, "train")
+  host, yuv = clips.TrainClip(host_cfg, source), clips.TrainClip(yuv_cfg, source)
+  sizes = set()
+  for i in range(8):
+    record = source[i % len(source)]
+    a = host.random_map((i, record), np.random.default_rng(i))
+    b = yuv.random_map((i, record), np.random.default_rng(i))
+    assert "video" not in b and set(device_yuv.KEYS) <= set(b)
+    assert b["video_yuv420"].shape == (4, 72, 48) and b["video_yuv420"].dtype == np.uint8
+    for k in device_augment.PARAM_KEYS + ("label", "decode_failed"):  # same draws
+      np.testing.assert_array_equal(a[k], b[k])
+    sizes.add(tuple(b["yuv_crop_size"]))
+    got = np.asarray(device_yuv.to_rgb({k: np.asarray(b[k])[None] for k in device_yuv.KEYS},
+                                       32))[0]
+    diff = np.abs(got - a["video"].astype(np.float32))
+    # Same frames and box; libswscale's fixed-point resampling and colour conversion
+    # differ from exact arithmetic by a level or two, a little more at sharp edges.
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 8, (diff.mean(), diff.max())
+  assert len(sizes) > 1  # multi-scale crops of several sizes went through
+
+
+def test_resize_on_device_rejects_unsupported_settings(suite):
+  _, out, _ = suite
+  source = pipeline.open_source(small_data_config(out), "train")
+  for changes, word in (({"augment_on_device": False}, "augment_on_device"),
+                        ({"repeated_augmentation": 2}, "repeated_augmentation"),
+                        ({"short_side": 46}, "divisible by 4")):
+    cfg = _augment_config(out)
+    cfg.train.augment_on_device = cfg.train.resize_on_device = True
+    cfg.train.update(changes)
+    with pytest.raises(ValueError, match=word):
+      clips.TrainClip(cfg, source)
+  cfg = _augment_config(out)
+  cfg.train.augment_on_device = cfg.train.resize_on_device = True
+  batch = clips.TrainClip(cfg, source).random_map((0, source[0]), np.random.default_rng(0))
+  batch = {k: np.asarray(v)[None] for k, v in batch.items()}
+  with pytest.raises(ValueError, match="crop_size"):
+    device_augment.augment_and_normalize(batch)
+  assert device_augment.augment_and_normalize(batch, 32).shape == (1, 4, 32, 32, 3)
 
 
 def test_device_jitter_ops_each_match_numpy():

@@ -238,6 +238,7 @@ def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):
     data = small_data_config(prepared)
     data.num_frames = 2
     data.train.augment_on_device = True  # flip/jitter/erasing inside the jitted step
+    data.train.resize_on_device = True  # YUV crops scaled and converted there too
     config = tiny_config(**{"data": data, "model.num_classes": 3, "total_steps": 2,
                             "schedule.warmup_steps": 1, "eval_every_steps": 2,
                             "eval_protocol": "val"})

@@ -11,7 +11,7 @@ from typing import Mapping
 import grain
 import numpy as np
 
-from squeezetime_jax.data import device_augment, sampling, transforms, video_decode
+from squeezetime_jax.data import device_augment, device_yuv, sampling, transforms, video_decode
 
 
 def _decode_clips(
@@ -63,6 +63,15 @@ class TrainClip(grain.transforms.RandomMap):
   """
 
   def __init__(self, data_config, source):
+    t = data_config.train
+    if t.get("resize_on_device", False) and not t.get("augment_on_device", False):
+      raise ValueError("data.train.resize_on_device needs data.train.augment_on_device")
+    if t.get("resize_on_device", False) and t.short_side % 4:
+      raise ValueError("data.train.resize_on_device packs 4:2:0 planes and needs "
+                       f"data.train.short_side divisible by 4, got {t.short_side}")
+    if t.get("resize_on_device", False) and int(t.get("repeated_augmentation", 1)) != 1:
+      raise ValueError("data.train.resize_on_device works with repeated_augmentation = 1, "
+                       f"got {t.repeated_augmentation}")
     self._cfg = data_config
     self._source = source
 
@@ -81,6 +90,9 @@ class TrainClip(grain.transforms.RandomMap):
       # Every retry failed (a mostly corrupt dataset): emit blank clips, flagged.
       blank = np.zeros((cfg.num_frames, t.crop_size, t.crop_size, 3), np.uint8)
       outs, failed = [self._finish(blank, None)] * repeats, np.bool_(True)
+      if t.get("resize_on_device", False):
+        outs[0].pop("video")
+        outs[0].update(device_yuv.blank(cfg.num_frames, t.short_side))
     for out in outs:
       out["label"] = np.int32(record["label"])
       out["decode_failed"] = failed
@@ -102,6 +114,10 @@ class TrainClip(grain.transforms.RandomMap):
         ))
       else:
         boxes.append(transforms.center_crop_box(h, w, t.crop_size))
+    if t.get("resize_on_device", False):
+      inds = sampling.sample_frame_indices(
+          int(record["num_frames"]), cfg.num_frames, cfg.frame_interval, 1, train=True, rng=rng)
+      return [self._finish_yuv(record, inds.reshape(-1), boxes[0], rng)]
     crops = [(b, t.crop_size, t.crop_size) for b in boxes]
     if repeats == 1:
       videos = _decode_clips(
@@ -114,6 +130,27 @@ class TrainClip(grain.transforms.RandomMap):
           rng=rng, short_side=t.short_side, crop_resizes=crops, packets=packets_of(record),
       )
     return [self._finish(videos[0, :, r], rng) for r in range(repeats)]
+
+  def _finish_yuv(self, record: Mapping, inds: np.ndarray, box, rng: np.random.Generator) -> dict:
+    """The crop's YUV planes and colour matrix, plus the augmentation parameters."""
+    cfg, t = self._cfg, self._cfg.train
+    try:
+      planes, matrix = video_decode.decode_yuv420_crops(
+          record["video"], inds, short_side=t.short_side, box=box, buffer=t.short_side,
+          threads=cfg.decode_threads, packets=packets_of(record))
+    except video_decode.ShortVideoError as e:
+      # A corrupt tail: sample again over the frames that did decode, as _decode_clips.
+      inds = sampling.sample_frame_indices(
+          e.num_decoded, cfg.num_frames, cfg.frame_interval, 1, train=True, rng=rng).reshape(-1)
+      planes, matrix = video_decode.decode_yuv420_crops(
+          record["video"], inds, short_side=t.short_side, box=box, buffer=t.short_side,
+          threads=cfg.decode_threads, packets=packets_of(record))
+    out = {"video_yuv420": planes,
+           "yuv_crop_size": np.array(video_decode.yuv_crop_size(box), np.int32),
+           "yuv_to_rgb": matrix}
+    out.update(device_augment.host_params(
+        rng, t, height=t.crop_size, width=t.crop_size, num_frames=cfg.num_frames))
+    return out
 
   def _finish(self, video: np.ndarray, rng: np.random.Generator | None) -> dict:
     """Flip, jitter and erase `video` on the host, or draw their parameters."""

@@ -50,6 +50,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   # same batch. A change to the recipe (fewer distinct windows per batch); batch size
   # must be a multiple of R.
   c.train.repeated_augmentation = 1
+  # Ship the crop as YUV 4:2:0 planes at the short-side scale; scaling to crop_size and
+  # the RGB conversion run in the jitted step (device_yuv). Needs augment_on_device and
+  # R = 1; pays off with records re-encoded at short_side (a plane copy per frame).
+  c.train.resize_on_device = False
 
   c.val = ml_collections.ConfigDict()
   c.val.split = "validation"

@@ -63,11 +63,24 @@ def augment(video_uint8, params) -> "jax.Array":
   return jax.vmap(_erase_one)(v, params["aug_erase_box"], params["aug_erase_seed"])
 
 
-def augment_and_normalize(batch) -> "jax.Array":
-  """batch dict (video + PARAM_KEYS) -> normalized float32 clips, for the jitted step."""
+def augment_and_normalize(batch, crop_size: int | None = None) -> "jax.Array":
+  """batch dict (video + PARAM_KEYS) -> normalized float32 clips, for the jitted step.
+
+  A batch of YUV crops (`data.train.resize_on_device`, keys `device_yuv.KEYS` instead of
+  `video`) is first scaled to `crop_size` and converted to RGB (`device_yuv.to_rgb`).
+  """
   import jax.numpy as jnp
 
-  v = augment(batch["video"], {k: batch[k] for k in PARAM_KEYS})
+  if "video" in batch:
+    video = batch["video"]
+  else:
+    from squeezetime_jax.data import device_yuv
+
+    if crop_size is None:
+      raise ValueError("the batch carries YUV crops (data.train.resize_on_device): pass "
+                       "crop_size (data.train.crop_size) to augment_and_normalize")
+    video = device_yuv.to_rgb(batch, crop_size)
+  v = augment(video, {k: batch[k] for k in PARAM_KEYS})
   return (v - jnp.asarray(MEAN_RGB, jnp.float32)) / jnp.asarray(STD_RGB, jnp.float32)
 
 

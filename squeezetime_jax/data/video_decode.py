@@ -151,6 +151,40 @@ def decode_frames(
     if short_side is None:
       raise ValueError("crop_resize needs short_side")
     convert = lambda frame: _crop_resize_rgb(frame, short_side, *crop_resize)
+  return _decode_converted(data, indices, wanted, convert, threads, packets)
+
+
+def decode_yuv420_crops(
+    data: bytes, indices: np.ndarray, *, short_side: int, box: tuple[int, int, int, int],
+    buffer: int, threads: int = 1, packets: "PacketTable | None" = None,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Like `decode_frames` with `crop_resize`, but the box is cut as YUV 4:2:0 planes at
+  the short-side scale, neither scaled to the output size nor converted to RGB: both
+  happen on the accelerator (`device_yuv`). A plane copy per frame for records
+  re-encoded at the training short side.
+
+  Returns:
+    (frames, yuv_to_rgb): uint8 (len(indices), 3 * buffer // 2, buffer) packed as
+    `pack_yuv420` does, with the crop of `yuv_crop_size(box)` in the top-left of each
+    plane; and the (3, 4) colour matrix of the stream (`yuv_to_rgb_matrix`).
+  """
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if indices.size == 0:
+    raise ValueError("no frame indices requested")
+  matrix = []
+
+  def convert(frame):
+    if not matrix:
+      matrix.append(yuv_to_rgb_matrix(frame))
+    return _crop_yuv420(frame, short_side, box, buffer)
+
+  wanted = set(int(i) for i in indices)
+  frames = _decode_converted(data, indices, wanted, convert, threads, packets)
+  return frames, matrix[0]
+
+
+def _decode_converted(data, indices, wanted, convert, threads, packets) -> np.ndarray:
+  """The fastest decode path that works, then the converted frames in `indices` order."""
   got = None
   if packets is not None:
     got = _decode_from_table(data, packets, wanted, convert, threads)
@@ -434,3 +468,80 @@ def _crop_resize_rgb(frame: av.VideoFrame, short_side: int, box, out_h: int, out
     rows[:bh, :bw] = src[r : r + bh, c : c + bw]
   cut.colorspace, cut.color_range = frame.colorspace, frame.color_range
   return _scale_then_rgb(cut, out_w, out_h)
+
+
+def yuv_crop_size(box) -> tuple[int, int]:
+  """(height, width) in luma pixels of the YUV crop shipped for `box`: the box's size at
+  the short-side scale, rounded down to even (the 4:2:0 chroma grid)."""
+  _, _, ch, cw = box
+  return max(2, int(ch) // 2 * 2), max(2, int(cw) // 2 * 2)
+
+
+def pack_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, buffer: int) -> np.ndarray:
+  """Y (h, w), U and V (h/2, w/2) -> one uint8 (3 * buffer // 2, buffer) array: Y in the
+  top-left of the first `buffer` rows, then U and V, each a (buffer/2, buffer/2) block
+  flattened into buffer/4 rows. Unused pixels are zero."""
+  out = np.zeros((3 * buffer // 2, buffer), np.uint8)
+  h, w = y.shape
+  out[:h, :w] = y
+  half = buffer // 2
+  for k, plane in enumerate((u, v)):
+    block = np.zeros((half, half), np.uint8)
+    block[: h // 2, : w // 2] = plane
+    out[buffer + k * buffer // 4 : buffer + (k + 1) * buffer // 4] = block.reshape(-1, buffer)
+  return out
+
+
+def yuv_to_rgb_matrix(frame: av.VideoFrame) -> np.ndarray:
+  """(3, 4) float32 M with rgb = M @ (y, u, v, 1) for this frame's colour matrix and
+  range, as libswscale converts: BT.709 when the stream says so, BT.601 otherwise
+  (also when unspecified); full range only for JPEG-range streams."""
+  kr, kb = (0.2126, 0.0722) if frame.colorspace == 1 else (0.299, 0.114)
+  full = frame.color_range == 2
+  ys, cs, y0 = (1.0, 1.0, 0.0) if full else (255 / 219, 255 / 224, 16.0)
+  kg = 1 - kr - kb
+  m = np.array([
+      [ys, 0.0, cs * 2 * (1 - kr)],
+      [ys, -cs * 2 * (1 - kb) * kb / kg, -cs * 2 * (1 - kr) * kr / kg],
+      [ys, cs * 2 * (1 - kb), 0.0],
+  ])
+  offset = -m @ np.array([y0, 128.0, 128.0])
+  return np.concatenate([m, offset[:, None]], axis=1).astype(np.float32)
+
+
+def _crop_yuv420(frame: av.VideoFrame, short_side: int, box, buffer: int) -> np.ndarray:
+  """Cuts `box` (short-side-resized coordinates) from the frame's YUV 4:2:0 planes at the
+  short-side scale and packs it (`pack_yuv420`). Sources already at that scale (the
+  `--reencode short_side=...` records) need no resampling at all: a plane copy."""
+  if frame.format.name != "yuv420p":
+    frame = frame.reformat(format="yuv420p")
+  planes = _planes(frame)
+  rot = _rotation(frame)
+  if rot:
+    planes = [np.ascontiguousarray(np.rot90(p, k=rot // 90)) for p in planes]
+  height, width = planes[0].shape
+  scale = min(height, width) / short_side
+  top, left, ch, cw = box
+  out_h, out_w = yuv_crop_size(box)
+  if out_h > buffer or out_w > buffer:
+    raise ValueError(f"crop {out_h}x{out_w} does not fit the {buffer}x{buffer} YUV buffer")
+
+  def even(x):
+    return int(x) // 2 * 2
+
+  hh = max(2, min(even(out_h * scale + 1), height // 2 * 2))
+  ww = max(2, min(even(out_w * scale + 1), width // 2 * 2))
+  y0 = min(even(top * scale + 1), height - hh)
+  x0 = min(even(left * scale + 1), width - ww)
+  boxes = ((y0, x0, hh, ww), (y0 // 2, x0 // 2, hh // 2, ww // 2))
+  cut = [p[r : r + bh, c : c + bw] for p, (r, c, bh, bw) in zip(planes, boxes + boxes[1:])]
+  if (hh, ww) != (out_h, out_w):
+    src = av.VideoFrame(ww, hh, "yuv420p")
+    for part, dst in zip(cut, src.planes):
+      np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)[: part.shape[0], : part.shape[1]] = part
+    src.colorspace, src.color_range = frame.colorspace, frame.color_range
+    scaled = _reformatter(("scale", "yuv420p", ww, hh, out_w, out_h)).reformat(
+        src, width=out_w, height=out_h, interpolation=Interpolation.BILINEAR
+    )
+    cut = _planes(scaled)
+  return pack_yuv420(*cut, buffer)

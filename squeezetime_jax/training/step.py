@@ -18,14 +18,16 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
-               schedule: Callable[[jax.Array], jax.Array]) -> tuple[TrainState, dict[str, Any]]:
+               schedule: Callable[[jax.Array], jax.Array],
+               crop_size: int | None = None) -> tuple[TrainState, dict[str, Any]]:
     """One SGD step. BatchNorm statistics are those of the global batch: under jit
-    the batch is one logical array, however many devices hold its shards."""
+    the batch is one logical array, however many devices hold its shards.
+    `crop_size` (data.train.crop_size) is needed for batches of YUV crops."""
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     if device_augment.PARAM_KEYS[0] in batch:
         # data.train.augment_on_device: flip, colour jitter and erasing drawn on the
         # host, applied here where they are nearly free.
-        clip = device_augment.augment_and_normalize(batch)
+        clip = device_augment.augment_and_normalize(batch, crop_size)
     else:
         clip = normalize_on_device(batch["video"])
     labels = batch["label"]

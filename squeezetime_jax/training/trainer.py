@@ -129,7 +129,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     # ---------------------------------------------------------------- update step
     step_fn = jax.jit(
-        functools.partial(train_step, model=model, tx=tx, schedule=schedule),
+        functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                          crop_size=config.data.train.crop_size),
         in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
         donate_argnums=0)
