@@ -9,7 +9,8 @@ works as hard as on real footage), prepares them as the trainer would, then meas
   * host-side float normalization cost, to compare with shipping uint8.
 
   python benchmarks/pipeline_benchmark.py [--resolutions 320,720] [--workers 1,2]
-      [--reencode short_side=256,gop=32] [--augment-on-device] [--repeated-augmentation R]
+      [--reencode short_side=256,gop=32] [--augment-on-device] [--resize-on-device]
+      [--repeated-augmentation R]
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def make_dataset(tmp, resolution, num_videos, num_frames, args):
                           reencode=args.reencode)
   cfg = default_data_config()
   cfg.dataset, cfg.data_dir = "squeezetime_video/custom", out
-  cfg.train.augment_on_device = args.augment_on_device
+  cfg.train.augment_on_device = args.augment_on_device or args.resize_on_device
+  cfg.train.resize_on_device = args.resize_on_device
   cfg.train.repeated_augmentation = args.repeated_augmentation
   return cfg
 
@@ -143,6 +145,9 @@ def main():
   p.add_argument("--reencode", help="prepare with --reencode SPEC instead of the original bytes")
   p.add_argument("--augment-on-device", action="store_true",
                  help="host draws augmentation parameters only (device_augment)")
+  p.add_argument("--resize-on-device", action="store_true",
+                 help="ship YUV crops, scaled and converted on the device (device_yuv); "
+                      "implies --augment-on-device")
   p.add_argument("--repeated-augmentation", type=int, default=1)
   args = p.parse_args()
   args.workers = [int(w) for w in args.workers.split(",")]
