@@ -136,6 +136,40 @@ def test_yuv_crops_resized_on_device_match_the_host_path(suite, tmp_path, reenco
   assert len(sizes) > 1  # multi-scale crops of several sizes went through
 
 
+@pytest.mark.parametrize("rotated", [False, True])
+def test_yuv_crops_of_larger_and_rotated_sources_match_rgb_crops(suite, tmp_path, rotated):
+  tmp, _, videos = suite
+  path = tmp / "videos" / "c0/bframes.mp4"
+  if rotated:  # display matrix: the planes are turned before the cut
+    path = sv.write_rotated_copy(path, tmp_path / "r.mp4")
+  data = open(path, "rb").read()
+  info = video_decode.probe(data)
+  short = 32  # below the source's short side: the cut is scaled in YUV on the host
+  assert min(info.height, info.width) > short
+  h, w = video_decode.short_side_size(info.height, info.width, short)
+  inds = [1, 3, 5]
+  for box in ((0, 0, h, w), (2, 4, 24, 20), (h - 18, w - 22, 18, 22)):
+    box = tuple(int(b) for b in box)
+    out_h, out_w = video_decode.yuv_crop_size(box)
+    planes, matrix = video_decode.decode_yuv420_crops(data, inds, short_side=short, box=box,
+                                                      buffer=max(h, w) // 4 * 4 + 4)
+    assert planes.shape[0] == 3 and matrix.shape == (3, 4)
+    rgb = np.asarray(device_yuv.to_rgb({"video_yuv420": planes[None],
+                                        "yuv_crop_size": np.array([[out_h, out_w]]),
+                                        "yuv_to_rgb": matrix[None]}, 24))[0]
+    # The reference: the same box cut and scaled to 24x24 in RGB by the host path.
+    ref = video_decode.decode_frames(data, inds, short_side=short,
+                                     crop_resize=(box, 24, 24)).astype(np.float32)
+    diff = np.abs(rgb - ref)
+    # For rotated frames the host cuts the RGB frame at exact coordinates, while the YUV
+    # cut snaps to the 4:2:0 grid: edges can move by a pixel, hence the looser tail.
+    assert diff.mean() < 3.0, (box, diff.mean())
+    assert np.percentile(diff, 95) <= (16 if rotated else 10), (box, diff.max())
+    if not rotated and box[0] == 0:  # the top rows' flat gray encodes the frame index
+      n = {v.path: v.num_frames for v in videos}["c0/bframes.mp4"]
+      np.testing.assert_array_equal(sv.read_frame_indices(rgb.astype(np.uint8), n), inds)
+
+
 def test_resize_on_device_rejects_unsupported_settings(suite):
   _, out, _ = suite
   source = pipeline.open_source(small_data_config(out), "train")
