@@ -210,16 +210,17 @@ def main():
     for name in args.sources.split(","):
       for spec in specs:
         cfg, prep = make_source_dataset(tmp, name, args, spec)
+        has_resize = "resize_on_device" in cfg.train  # absent in older checkouts
         variants = [("host aug", False, 1, False)]
         if not args.baseline:
           variants.append(("device aug", True, 1, False))
           variants += [(f"device aug, R={r}", True, int(r), False)
                        for r in args.repeats.split(",") if r]
-          if "resize_on_device" in cfg.train:
+          if has_resize:
             variants.append(("device aug + resize", True, 1, True))
         for label, on_device, repeats, resize in variants:
           cfg.train.augment_on_device, cfg.train.repeated_augmentation = on_device, repeats
-          if "resize_on_device" in cfg.train:
+          if has_resize:
             cfg.train.resize_on_device = resize
           run = {"source": name, "records": spec or "original bytes", "mode": f"train, {label}",
                  **profile_train(cfg, args.clips)}

@@ -19,7 +19,20 @@ def _decode_clips(
     rng: np.random.Generator | None, short_side: int, crop_resize=None, crop_resizes=None,
     packets=None,
 ) -> np.ndarray:
-  """(num_clips, T, H, W, 3) at the given short side; re-samples if the stream is short.
+  """(num_clips, T, H, W, 3) at the given short side; re-samples if the stream is short."""
+  inds, frames = _sample_and_decode(
+      total_frames, cfg, num_clips=num_clips, train=train, rng=rng,
+      decode=lambda inds: video_decode.decode_frames(
+          data, inds, short_side=short_side, crop_resize=crop_resize,
+          threads=cfg.decode_threads, crop_resizes=crop_resizes, packets=packets,
+      ),
+  )
+  return frames.reshape(inds.shape + frames.shape[1:])
+
+
+def _sample_and_decode(total_frames: int, cfg, *, num_clips: int, train: bool,
+                       rng: np.random.Generator | None, decode):
+  """(indices, decode(indices)) for sampled frame indices.
 
   A stream that ends before the frame count stored at preparation time (corrupt
   tail) is sampled again over the frames that did decode.
@@ -29,11 +42,7 @@ def _decode_clips(
         total_frames, cfg.num_frames, cfg.frame_interval, num_clips, train=train, rng=rng
     )
     try:
-      frames = video_decode.decode_frames(
-          data, inds, short_side=short_side, crop_resize=crop_resize,
-          threads=cfg.decode_threads, crop_resizes=crop_resizes, packets=packets,
-      )
-      return frames.reshape(inds.shape + frames.shape[1:])
+      return inds, decode(inds)
     except video_decode.ShortVideoError as e:
       total_frames = e.num_decoded
   raise video_decode.VideoDecodeError("frame count changed between decodes")
@@ -64,14 +73,16 @@ class TrainClip(grain.transforms.RandomMap):
 
   def __init__(self, data_config, source):
     t = data_config.train
-    if t.get("resize_on_device", False) and not t.get("augment_on_device", False):
-      raise ValueError("data.train.resize_on_device needs data.train.augment_on_device")
-    if t.get("resize_on_device", False) and t.short_side % 4:
-      raise ValueError("data.train.resize_on_device packs 4:2:0 planes and needs "
-                       f"data.train.short_side divisible by 4, got {t.short_side}")
-    if t.get("resize_on_device", False) and int(t.get("repeated_augmentation", 1)) != 1:
-      raise ValueError("data.train.resize_on_device works with repeated_augmentation = 1, "
-                       f"got {t.repeated_augmentation}")
+    self._resize_on_device = bool(t.get("resize_on_device", False))
+    if self._resize_on_device:
+      if not t.get("augment_on_device", False):
+        raise ValueError("data.train.resize_on_device needs data.train.augment_on_device")
+      if t.short_side % 4:
+        raise ValueError("data.train.resize_on_device packs 4:2:0 planes and needs "
+                         f"data.train.short_side divisible by 4, got {t.short_side}")
+      if int(t.get("repeated_augmentation", 1)) != 1:
+        raise ValueError("data.train.resize_on_device works with repeated_augmentation = 1, "
+                         f"got {t.repeated_augmentation}")
     self._cfg = data_config
     self._source = source
 
@@ -89,10 +100,11 @@ class TrainClip(grain.transforms.RandomMap):
     else:
       # Every retry failed (a mostly corrupt dataset): emit blank clips, flagged.
       blank = np.zeros((cfg.num_frames, t.crop_size, t.crop_size, 3), np.uint8)
-      outs, failed = [self._finish(blank, None)] * repeats, np.bool_(True)
-      if t.get("resize_on_device", False):
-        outs[0].pop("video")
-        outs[0].update(device_yuv.blank(cfg.num_frames, t.short_side))
+      out = self._finish(blank, None)
+      if self._resize_on_device:
+        del out["video"]
+        out.update(device_yuv.blank(cfg.num_frames, t.short_side))
+      outs, failed = [out] * repeats, np.bool_(True)
     for out in outs:
       out["label"] = np.int32(record["label"])
       out["decode_failed"] = failed
@@ -114,10 +126,8 @@ class TrainClip(grain.transforms.RandomMap):
         ))
       else:
         boxes.append(transforms.center_crop_box(h, w, t.crop_size))
-    if t.get("resize_on_device", False):
-      inds = sampling.sample_frame_indices(
-          int(record["num_frames"]), cfg.num_frames, cfg.frame_interval, 1, train=True, rng=rng)
-      return [self._finish_yuv(record, inds.reshape(-1), boxes[0], rng)]
+    if self._resize_on_device:
+      return [self._yuv_clip(record, boxes[0], rng)]
     crops = [(b, t.crop_size, t.crop_size) for b in boxes]
     if repeats == 1:
       videos = _decode_clips(
@@ -131,20 +141,15 @@ class TrainClip(grain.transforms.RandomMap):
       )
     return [self._finish(videos[0, :, r], rng) for r in range(repeats)]
 
-  def _finish_yuv(self, record: Mapping, inds: np.ndarray, box, rng: np.random.Generator) -> dict:
+  def _yuv_clip(self, record: Mapping, box, rng: np.random.Generator) -> dict:
     """The crop's YUV planes and colour matrix, plus the augmentation parameters."""
     cfg, t = self._cfg, self._cfg.train
-    try:
-      planes, matrix = video_decode.decode_yuv420_crops(
-          record["video"], inds, short_side=t.short_side, box=box, buffer=t.short_side,
-          threads=cfg.decode_threads, packets=packets_of(record))
-    except video_decode.ShortVideoError as e:
-      # A corrupt tail: sample again over the frames that did decode, as _decode_clips.
-      inds = sampling.sample_frame_indices(
-          e.num_decoded, cfg.num_frames, cfg.frame_interval, 1, train=True, rng=rng).reshape(-1)
-      planes, matrix = video_decode.decode_yuv420_crops(
-          record["video"], inds, short_side=t.short_side, box=box, buffer=t.short_side,
-          threads=cfg.decode_threads, packets=packets_of(record))
+    packets = packets_of(record)
+    _, (planes, matrix) = _sample_and_decode(
+        int(record["num_frames"]), cfg, num_clips=1, train=True, rng=rng,
+        decode=lambda inds: video_decode.decode_yuv420_crops(
+            record["video"], inds, short_side=t.short_side, box=box, buffer=t.short_side,
+            threads=cfg.decode_threads, packets=packets))
     out = {"video_yuv420": planes,
            "yuv_crop_size": np.array(video_decode.yuv_crop_size(box), np.int32),
            "yuv_to_rgb": matrix}

@@ -48,7 +48,7 @@ def _one_clip(packed, crop_size, matrix, out_size: int):
   import jax
   import jax.numpy as jnp
 
-  frames, rows, side = packed.shape
+  frames, _, side = packed.shape
   half = side // 2
   y = packed[:, :side].astype(jnp.float32)
   chroma = packed[:, side:].reshape(frames, 2, half, half).astype(jnp.float32)

@@ -135,10 +135,6 @@ def decode_frames(
     ShortVideoError: the stream ended (or broke) before the largest index.
     VideoDecodeError: no frame could be decoded at all.
   """
-  indices = np.asarray(indices, np.int64).reshape(-1)
-  if indices.size == 0:
-    raise ValueError("no frame indices requested")
-  wanted = set(int(i) for i in indices)
   if crop_resizes is not None:
     if short_side is None or crop_resize is not None:
       raise ValueError("crop_resizes needs short_side and excludes crop_resize")
@@ -151,7 +147,7 @@ def decode_frames(
     if short_side is None:
       raise ValueError("crop_resize needs short_side")
     convert = lambda frame: _crop_resize_rgb(frame, short_side, *crop_resize)
-  return _decode_converted(data, indices, wanted, convert, threads, packets)
+  return _decode_converted(data, indices, convert, threads, packets)
 
 
 def decode_yuv420_crops(
@@ -168,9 +164,6 @@ def decode_yuv420_crops(
     `pack_yuv420` does, with the crop of `yuv_crop_size(box)` in the top-left of each
     plane; and the (3, 4) colour matrix of the stream (`yuv_to_rgb_matrix`).
   """
-  indices = np.asarray(indices, np.int64).reshape(-1)
-  if indices.size == 0:
-    raise ValueError("no frame indices requested")
   matrix = []
 
   def convert(frame):
@@ -178,13 +171,16 @@ def decode_yuv420_crops(
       matrix.append(yuv_to_rgb_matrix(frame))
     return _crop_yuv420(frame, short_side, box, buffer)
 
-  wanted = set(int(i) for i in indices)
-  frames = _decode_converted(data, indices, wanted, convert, threads, packets)
+  frames = _decode_converted(data, indices, convert, threads, packets)
   return frames, matrix[0]
 
 
-def _decode_converted(data, indices, wanted, convert, threads, packets) -> np.ndarray:
+def _decode_converted(data, indices, convert, threads, packets) -> np.ndarray:
   """The fastest decode path that works, then the converted frames in `indices` order."""
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if indices.size == 0:
+    raise ValueError("no frame indices requested")
+  wanted = set(int(i) for i in indices)
   got = None
   if packets is not None:
     got = _decode_from_table(data, packets, wanted, convert, threads)
@@ -405,14 +401,18 @@ def _reformatter(key) -> VideoReformatter:
   return cache[key]
 
 
+def _scale(frame: av.VideoFrame, w: int, h: int) -> av.VideoFrame:
+  """libswscale bilinear scale to w x h, in the frame's own pixel format."""
+  size = (frame.format.name, frame.width, frame.height, w, h)
+  return _reformatter(("scale",) + size).reformat(
+      frame, width=w, height=h, interpolation=Interpolation.BILINEAR
+  )
+
+
 def _scale_then_rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
   # Scale in YUV first, then convert: faster than swscale's combined scale+convert
   # path, which also darkens colours by about 1.3 levels.
-  size = (frame.format.name, frame.width, frame.height, w, h)
-  scaled = _reformatter(("scale",) + size).reformat(
-      frame, width=w, height=h, interpolation=Interpolation.BILINEAR
-  )
-  return _reformatter(("rgb", w, h)).reformat(scaled, format="rgb24").to_ndarray()
+  return _reformatter(("rgb", w, h)).reformat(_scale(frame, w, h), format="rgb24").to_ndarray()
 
 
 def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
@@ -435,6 +435,18 @@ def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
     rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
     out.append(rows[: plane.height, : plane.width])
   return out
+
+
+def _cut_yuv420(planes, like: av.VideoFrame, y0: int, x0: int, hh: int, ww: int) -> av.VideoFrame:
+  """A new yuv420p frame holding the (even) box of the 4:2:0 `planes`, copied straight
+  into its planes (one copy, no packing), with the colour tags of `like`."""
+  cut = av.VideoFrame(ww, hh, "yuv420p")
+  boxes = ((y0, x0, hh, ww), (y0 // 2, x0 // 2, hh // 2, ww // 2))
+  for src, dst, (r, c, bh, bw) in zip(planes, cut.planes, boxes + boxes[1:]):
+    rows = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
+    rows[:bh, :bw] = src[r : r + bh, c : c + bw]
+  cut.colorspace, cut.color_range = like.colorspace, like.color_range
+  return cut
 
 
 def _crop_resize_rgb(frame: av.VideoFrame, short_side: int, box, out_h: int, out_w: int) -> np.ndarray:
@@ -460,14 +472,7 @@ def _crop_resize_rgb(frame: av.VideoFrame, short_side: int, box, out_h: int, out
   y0, x0 = min(even(top * scale), height - 2), min(even(left * scale), width - 2)
   hh = max(2, min(even(ch * scale), (height - y0) // 2 * 2))
   ww = max(2, min(even(cw * scale), (width - x0) // 2 * 2))
-  # Copy the box straight into a new frame's planes (one copy, no packing).
-  cut = av.VideoFrame(ww, hh, "yuv420p")
-  boxes = ((y0, x0, hh, ww), (y0 // 2, x0 // 2, hh // 2, ww // 2))
-  for src, dst, (r, c, bh, bw) in zip(_planes(frame), cut.planes, boxes + boxes[1:]):
-    rows = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)
-    rows[:bh, :bw] = src[r : r + bh, c : c + bw]
-  cut.colorspace, cut.color_range = frame.colorspace, frame.color_range
-  return _scale_then_rgb(cut, out_w, out_h)
+  return _scale_then_rgb(_cut_yuv420(_planes(frame), frame, y0, x0, hh, ww), out_w, out_h)
 
 
 def yuv_crop_size(box) -> tuple[int, int]:
@@ -533,15 +538,9 @@ def _crop_yuv420(frame: av.VideoFrame, short_side: int, box, buffer: int) -> np.
   ww = max(2, min(even(out_w * scale + 1), width // 2 * 2))
   y0 = min(even(top * scale + 1), height - hh)
   x0 = min(even(left * scale + 1), width - ww)
+  if (hh, ww) != (out_h, out_w):
+    return pack_yuv420(*_planes(_scale(_cut_yuv420(planes, frame, y0, x0, hh, ww), out_w, out_h)),
+                       buffer)
   boxes = ((y0, x0, hh, ww), (y0 // 2, x0 // 2, hh // 2, ww // 2))
   cut = [p[r : r + bh, c : c + bw] for p, (r, c, bh, bw) in zip(planes, boxes + boxes[1:])]
-  if (hh, ww) != (out_h, out_w):
-    src = av.VideoFrame(ww, hh, "yuv420p")
-    for part, dst in zip(cut, src.planes):
-      np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)[: part.shape[0], : part.shape[1]] = part
-    src.colorspace, src.color_range = frame.colorspace, frame.color_range
-    scaled = _reformatter(("scale", "yuv420p", ww, hh, out_w, out_h)).reformat(
-        src, width=out_w, height=out_h, interpolation=Interpolation.BILINEAR
-    )
-    cut = _planes(scaled)
   return pack_yuv420(*cut, buffer)
