@@ -5,7 +5,10 @@ works as hard as on real footage), prepares them as the trainer would, then meas
   * train: one TrainClip (decode 16x4 frames at a random offset + full augmentation)
     per clip, in-process, i.e. per worker;
   * test: one video -> 10 clips x 3 crops (decoded once), reported per view and per video;
-  * scaling: make_train_dataset with N mp_prefetch workers, clips/s end to end;
+  * scaling: make_train_dataset with N mp_prefetch workers, clips/s end to end, and the
+    CPU per clip of the process that receives the batches (the trainer's side);
+  * with --augment-on-device / --resize-on-device: XLA's cost analysis of the device side
+    (`device_augment.augment_and_normalize`) per clip;
   * host-side float normalization cost, to compare with shipping uint8.
 
   python benchmarks/pipeline_benchmark.py [--resolutions 320,720] [--workers 1,2]
@@ -115,14 +118,35 @@ def bench_resolution(tmp, resolution, args):
     it = iter(make_train_dataset(cfg, batch_size_per_process=args.batch, seed=0,
                                  process_index=0, process_count=1))
     next(it)  # start-up: worker spawn and first batches
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < args.seconds:
       next(it)
       n += args.batch
     res[f"train_clips_per_s_{workers}_workers"] = n / (time.perf_counter() - t0)
+    res[f"receiving_process_cpu_ms_per_clip_{workers}_workers"] = (
+        1e3 * (time.process_time() - c0) / n)
     if hasattr(it, "close"):
       it.close()
+  if cfg.train.augment_on_device:
+    res["device_side_per_clip"] = device_cost(train, records[0], args.batch, cfg.train.crop_size)
   return res
+
+
+def device_cost(train, record, batch_size, crop_size) -> dict:
+  """XLA cost analysis (this machine's backend) of the jitted device-side augmentation."""
+  import jax
+
+  from squeezetime_jax.data import device_augment
+
+  element = train.random_map((0, record), np.random.default_rng(0))
+  batch = {k: jax.ShapeDtypeStruct((batch_size,) + np.shape(v), np.asarray(v).dtype)
+           for k, v in element.items() if k not in ("label", "decode_failed")}
+  fn = lambda b: device_augment.augment_and_normalize(b, crop_size)
+  analysis = jax.jit(fn).lower(batch).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return {"gflop": analysis["flops"] / batch_size / 1e9,
+          "mbytes_accessed": analysis["bytes accessed"] / batch_size / 1e6}
 
 
 def normalization_cost(seconds):

@@ -75,11 +75,13 @@ def _jax_worker(args):
     step = jax.jit(functools.partial(train_step, model=model, tx=tx, schedule=schedule),
                    donate_argnums=0)
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
+    compiled = step.lower(state, batch).compile()
 
     def run():
         nonlocal state
-        state, metrics = step(state, batch)
+        state, metrics = compiled(state, batch)
         return float(metrics["loss"])  # waits for the step
+    run.hlo_text = compiled.as_text  # for step_profile.py
     return run
 
 

@@ -1,0 +1,138 @@
+"""Forward + gradient cost of single layers on XLA CPU, in the forms the model could use.
+
+  python benchmarks/gradient_ops_benchmark.py [--batch 4] [--repeats 20]
+
+Times, jitted and warm, the median of `--repeats` calls of:
+  * 1x1 convolutions as `lax.conv_general_dilated` vs as a channel matmul
+    (`squeezetime_jax.models.squeezetime.conv_pointwise_as_matmul`), forward plus the
+    gradients of input and kernel, at the bottleneck shapes of the K400 model;
+  * the stem's BatchNorm + ReLU + 3x3/2 max-pool, forward plus gradients, with
+    `nn.max_pool` (reduce_window), a plain maximum of nine strided slices, and
+    `max_pool_3x3_stride2` (the model's custom gradient);
+  * 3x3 weight gradients from XLA vs as nine shifted matmuls.
+Each comparison also reports the largest relative difference between the forms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from squeezetime_jax.models.squeezetime import (
+    _pool_windows, conv_pointwise_as_matmul, max_pool_3x3_stride2)
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def timed(fn, *args, repeats: int) -> tuple[float, object]:
+    fn = jax.jit(fn)
+    out = jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times), out
+
+
+def rel_diff(a, b) -> float:
+    return max(float(jnp.abs(x - y).max() / (jnp.abs(y).max() + 1e-30))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def forward_and_grads(op):
+    def run(x, w, dy):
+        y, vjp = jax.vjp(op, x, w)
+        return y, vjp(dy)
+    return run
+
+
+def pointwise(batch: int, repeats: int) -> None:
+    print("| 1x1 layer | as conv ms | as matmul ms | rel. diff |\n|---|---:|---:|---:|")
+    dims = lax.conv_dimension_numbers((1,) * 4, (1,) * 4, DN)
+    conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=dims)
+    matmul = lambda x, w: conv_pointwise_as_matmul(x, w, (1, 1), "VALID", dimension_numbers=dims)
+    for size, cin, cout in ((56, 256, 64), (56, 64, 256), (28, 512, 128), (14, 1024, 256),
+                            (7, 512, 2048)):
+        keys = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(keys[0], (batch, size, size, cin))
+        w = 0.05 * jax.random.normal(keys[1], (1, 1, cin, cout))
+        dy = jax.random.normal(keys[2], (batch, size, size, cout))
+        t_conv, ref = timed(forward_and_grads(conv), x, w, dy, repeats=repeats)
+        t_mm, out = timed(forward_and_grads(matmul), x, w, dy, repeats=repeats)
+        print(f"| {size}x{size}, {cin} -> {cout} | {t_conv:.1f} | {t_mm:.1f} | "
+              f"{rel_diff(out, ref):.1e} |")
+
+
+def _nine_slice_pool(x):
+    return functools.reduce(jnp.maximum, _pool_windows(x))
+
+
+def stem_pool(batch: int, repeats: int) -> None:
+    print("\n| stem BN + ReLU + max-pool, forward and gradients | ms | rel. diff |\n|---|---:|---:|")
+    reduce_window = lambda z: nn.max_pool(z, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+    def stem(pool, x, scale, bias):
+        y = (x - x.mean((0, 1, 2))) * scale + bias
+        return pool(jax.nn.relu(y))
+
+    x = jax.random.normal(jax.random.key(0), (batch, 112, 112, 64))
+    scale, bias = jnp.full((64,), 1.3), jnp.full((64,), 0.1)
+    dy = jax.random.normal(jax.random.key(1), (batch, 56, 56, 64))
+    ref = None
+    for name, pool in (("nn.max_pool (reduce_window)", reduce_window),
+                       ("maximum of nine strided slices", _nine_slice_pool),
+                       ("max_pool_3x3_stride2 (custom gradient)", max_pool_3x3_stride2)):
+        run = lambda x, s, b, d, pool=pool: jax.vjp(
+            functools.partial(stem, pool), x, s, b)[1](d)
+        ms, out = timed(run, x, scale, bias, dy, repeats=repeats)
+        ref = out if ref is None else ref
+        print(f"| {name} | {ms:.1f} | {rel_diff(out, ref):.1e} |")
+
+
+def shifted_matmul_weight_grad(x, dy, k: int):
+    padded = jnp.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+    n, h, w, _ = dy.shape
+    return jnp.stack([jnp.stack([
+        jnp.einsum("nhwc,nhwd->cd", padded[:, i:i + h, j:j + w], dy) for j in range(k)])
+        for i in range(k)])
+
+
+def weight_grads(batch: int, repeats: int) -> None:
+    print("\n| 3x3 weight gradient | XLA ms | nine shifted matmuls ms | rel. diff |\n"
+          "|---|---:|---:|---:|")
+    dims = lax.conv_dimension_numbers((1,) * 4, (1,) * 4, DN)
+    for size, channels in ((56, 64), (28, 512)):
+        keys = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(keys[0], (batch, size, size, channels))
+        w = 0.05 * jax.random.normal(keys[1], (3, 3, channels, channels))
+        dy = jax.random.normal(keys[2], (batch, size, size, channels))
+        xla = lambda x, w, dy: jax.vjp(lambda w: lax.conv_general_dilated(
+            x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims), w)[1](dy)[0]
+        t_xla, ref = timed(xla, x, w, dy, repeats=repeats)
+        t_mm, out = timed(lambda x, dy: shifted_matmul_weight_grad(x, dy, 3), x, dy,
+                          repeats=repeats)
+        print(f"| {size}x{size}, {channels} -> {channels} | {t_xla:.1f} | {t_mm:.1f} | "
+              f"{rel_diff(out, ref):.1e} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    print(f"batch {args.batch}, float32, jax {jax.__version__}, median of {args.repeats}\n")
+    pointwise(args.batch, args.repeats)
+    stem_pool(args.batch, args.repeats)
+    weight_grads(args.batch, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
