@@ -349,9 +349,10 @@ def conv_pointwise_as_matmul(lhs: Array, rhs: Array, window_strides, padding,
 
     A 1x1 convolution is a matrix product over the channel axis. Written as one,
     XLA CPU computes its forward pass and both gradients with plain matmuls instead
-    of convolution kernels plus layout transposes for the gradients (1.4-2.9x
-    faster per layer on the train step here); on TPU both forms lower to the same
-    MXU matmul. The result is the same function with the same parameters.
+    of convolution kernels plus layout transposes for the gradients (1.3-1.9x
+    faster per layer, benchmarks/gradient_ops_benchmark.py); on TPU both forms
+    lower to the same MXU matmul. The result is the same function with the same
+    parameters.
     """
     pointwise = (
         rhs.shape[:2] == (1, 1)
