@@ -120,6 +120,21 @@ def test_pointwise_matmul_conv_is_the_same_function(kernel_size, strides, paddin
     assert ("conv_general_dilated" in primitives) == (not pointwise)
 
 
+def test_pointwise_gradients_are_two_dimensional_products():
+    # A kernel gradient contracting (N, H, W) of 4D operands makes XLA CPU transpose
+    # an activation-sized array first; one axis of 2D operands it runs as is.
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
+    kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 4))
+    jaxpr = jax.make_jaxpr(lambda x, k: _conv_and_grads(
+        conv_pointwise_as_matmul, x, k, (1, 1), "SAME"))(x, kernel)
+    dots = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert len(dots) == 3  # forward, input gradient, kernel gradient
+    for eqn in dots:
+        (lhs_contracting, rhs_contracting), _ = eqn.params["dimension_numbers"]
+        assert [v.aval.ndim for v in eqn.invars] == [2, 2]
+        assert len(lhs_contracting) == len(rhs_contracting) == 1
+
+
 @pytest.mark.parametrize("shape", [(2, 16, 16, 3), (1, 7, 9, 2), (1, 1, 1, 1), (1, 2, 3, 1)])
 def test_stem_max_pool_matches_reduce_window_values_and_gradients(shape):
     reference = lambda z: nn.max_pool(z, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -367,8 +367,13 @@ def conv_pointwise_as_matmul(lhs: Array, rhs: Array, window_strides, padding,
             lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
             rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
             feature_group_count=feature_group_count, precision=precision)
-    return jax.lax.dot_general(lhs, rhs[0, 0], (((lhs.ndim - 1,), (0,)), ((), ())),
-                               precision=precision)
+    # As a 2D (N*H*W, C) product: the gradient's weight product then contracts one
+    # axis of both operands, which XLA runs as is. With the 4D operand it contracts
+    # (N, H, W) and XLA first transposes an activation-sized array for it.
+    n, h, w, c = lhs.shape
+    out = jax.lax.dot_general(lhs.reshape(n * h * w, c), rhs[0, 0], (((1,), (0,)), ((), ())),
+                              precision=precision)
+    return out.reshape(n, h, w, -1)
 
 
 def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
