@@ -3,9 +3,12 @@
   python benchmarks/gradient_ops_benchmark.py [--batch 4] [--repeats 20]
 
 Times, jitted and warm, the median of `--repeats` calls of:
-  * 1x1 convolutions as `lax.conv_general_dilated` vs as a channel matmul
+  * 1x1 convolutions as `lax.conv_general_dilated`, as a channel matmul of the 4D
+    activation, and as the model's 2D (N*H*W, C) matmul
     (`squeezetime_jax.models.squeezetime.conv_pointwise_as_matmul`), forward plus the
     gradients of input and kernel, at the bottleneck shapes of the K400 model;
+  * BatchNorm + ReLU in training mode, forward plus gradients, with flax's
+    nn.BatchNorm and the model's `BatchNorm` (written-out gradient);
   * the stem's BatchNorm + ReLU + 3x3/2 max-pool, forward plus gradients, with
     `nn.max_pool` (reduce_window), a plain maximum of nine strided slices, and
     `max_pool_3x3_stride2` (the model's custom gradient);
@@ -25,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from squeezetime_jax.models.batch_norm import BatchNorm
 from squeezetime_jax.models.squeezetime import (
     _pool_windows, conv_pointwise_as_matmul, max_pool_3x3_stride2)
 
@@ -54,8 +58,14 @@ def forward_and_grads(op):
     return run
 
 
+def _matmul_4d(x, w, *args, **kwargs):
+    """The channel matmul on the 4D activation (contracting N, H, W in its gradient)."""
+    return lax.dot_general(x, w[0, 0], (((3,), (0,)), ((), ())))
+
+
 def pointwise(batch: int, repeats: int) -> None:
-    print("| 1x1 layer | as conv ms | as matmul ms | rel. diff |\n|---|---:|---:|---:|")
+    print("| 1x1 layer | as conv ms | 4D matmul ms | 2D matmul (model) ms | rel. diff |\n"
+          "|---|---:|---:|---:|---:|")
     dims = lax.conv_dimension_numbers((1,) * 4, (1,) * 4, DN)
     conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=dims)
     matmul = lambda x, w: conv_pointwise_as_matmul(x, w, (1, 1), "VALID", dimension_numbers=dims)
@@ -66,9 +76,35 @@ def pointwise(batch: int, repeats: int) -> None:
         w = 0.05 * jax.random.normal(keys[1], (1, 1, cin, cout))
         dy = jax.random.normal(keys[2], (batch, size, size, cout))
         t_conv, ref = timed(forward_and_grads(conv), x, w, dy, repeats=repeats)
+        t_4d, out_4d = timed(forward_and_grads(_matmul_4d), x, w, dy, repeats=repeats)
         t_mm, out = timed(forward_and_grads(matmul), x, w, dy, repeats=repeats)
-        print(f"| {size}x{size}, {cin} -> {cout} | {t_conv:.1f} | {t_mm:.1f} | "
-              f"{rel_diff(out, ref):.1e} |")
+        print(f"| {size}x{size}, {cin} -> {cout} | {t_conv:.1f} | {t_4d:.1f} | {t_mm:.1f} | "
+              f"{max(rel_diff(out, ref), rel_diff(out_4d, ref)):.1e} |")
+
+
+def batch_norm(batch: int, repeats: int) -> None:
+    print("\n| BatchNorm + ReLU, training, forward and gradients | nn.BatchNorm ms "
+          "| model BatchNorm ms | rel. diff |\n|---|---:|---:|---:|")
+    for size, channels in ((112, 64), (56, 64), (56, 256), (28, 512), (14, 1024)):
+        x = 2.0 + 3.0 * jax.random.normal(jax.random.key(0), (batch, size, size, channels))
+        dy = jax.random.normal(jax.random.key(1), x.shape)
+        times, outputs = [], []
+        for cls in (nn.BatchNorm, BatchNorm):
+            module = cls(use_running_average=False, momentum=0.9, epsilon=1e-5)
+            variables = module.init(jax.random.key(2), x)
+
+            def run(x, params, dy, module=module, stats=variables["batch_stats"]):
+                def forward(x, params):
+                    y, updates = module.apply({"params": params, "batch_stats": stats}, x,
+                                              mutable=["batch_stats"])
+                    return jax.nn.relu(y), updates
+                y, vjp, updates = jax.vjp(forward, x, params, has_aux=True)
+                return y, updates, vjp(dy)
+            ms, out = timed(run, x, variables["params"], dy, repeats=repeats)
+            times.append(ms)
+            outputs.append(out)
+        print(f"| {size}x{size}x{channels} | {times[0]:.1f} | {times[1]:.1f} | "
+              f"{rel_diff(outputs[1], outputs[0]):.1e} |")
 
 
 def _nine_slice_pool(x):
@@ -130,6 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"batch {args.batch}, float32, jax {jax.__version__}, median of {args.repeats}\n")
     pointwise(args.batch, args.repeats)
+    batch_norm(args.batch, args.repeats)
     stem_pool(args.batch, args.repeats)
     weight_grads(args.batch, args.repeats)
 

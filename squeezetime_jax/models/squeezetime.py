@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from squeezetime_jax.models.batch_norm import BatchNorm
+
 ModuleDef = Any
 Array = jax.Array
 
@@ -391,7 +393,7 @@ def make_norm(train: bool, dtype: Any = jnp.float32, axis_name: str | None = Non
     the biased batch variance (PyTorch uses the unbiased one); inference is
     unaffected and we keep Flax's convention.
     """
-    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    return functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
                              axis_name=axis_name)
 

@@ -1,0 +1,136 @@
+"""BatchNorm over the channel axis with its training gradient written out.
+
+`BatchNorm` is a drop-in for `flax.linen.BatchNorm(axis=-1)` as the model uses it:
+the same parameters ('scale', 'bias'), statistics ('mean', 'var'), momentum
+convention, epsilon, single-pass float32 statistics (E[x^2] - E[x]^2, clipped at 0)
+and output dtype, so checkpoints and the PyTorch conversion are unchanged.
+
+The difference is the training-mode backward pass. Differentiated automatically,
+the normalization keeps `x - mean` as a residual and XLA materializes it in the
+forward pass, then spends several passes over activation-sized arrays in the
+backward. `batch_norm_train` keeps the input and two per-channel vectors instead,
+and its gradient is the textbook one: one fused reduction for sum(g) and
+sum(g * x_hat), one elementwise pass for the input gradient
+(benchmarks/gradient_ops_benchmark.py measures both forms).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+
+def _stats_dtype(x: Array):
+    """Statistics in at least float32; float64 (parity tests) stays float64."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _reduced_count(x: Array, axis_name: str | None) -> Array:
+    count = x.size // x.shape[-1]
+    return count * lax.psum(1, axis_name) if axis_name else count
+
+
+def _sum_over_batch(values: tuple[Array, ...]) -> tuple[Array, ...]:
+    axes = tuple(range(values[0].ndim - 1))
+    return tuple(v.sum(axes) for v in values)
+
+
+def _mean_over_batch(values: tuple[Array, ...], axis_name: str | None) -> tuple[Array, ...]:
+    count = values[0].size // values[0].shape[-1]
+    means = jnp.stack(_sum_over_batch(values)) / count
+    if axis_name:
+        means = lax.pmean(means, axis_name)  # one collective for all of them
+    return tuple(means)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def batch_norm_train(x: Array, scale: Array, bias: Array, epsilon: float,
+                     axis_name: str | None) -> tuple[Array, Array, Array]:
+    """(normalized x, batch mean, batch variance) over all axes but the last.
+
+    The output is in the statistics dtype (at least float32); `axis_name` averages
+    the statistics over a mapped axis (shard_map/pmap), as nn.BatchNorm does.
+    """
+    return _forward(x, scale, bias, epsilon, axis_name)[0]
+
+
+def _forward(x, scale, bias, epsilon, axis_name):
+    xf = x.astype(_stats_dtype(x))
+    mean, mean_of_squares = _mean_over_batch((xf, xf * xf), axis_name)
+    var = jnp.maximum(0.0, mean_of_squares - mean * mean)
+    inv_std = lax.rsqrt(var + epsilon)
+    y = (xf - mean) * (scale * inv_std) + bias
+    return (y, mean, var), (x, mean, inv_std, scale)
+
+
+def _backward(epsilon, axis_name, residuals, cotangents):
+    del epsilon
+    x, mean, inv_std, scale = residuals
+    grad_y, grad_mean, grad_var = cotangents
+    xf = x.astype(mean.dtype)
+    centered = xf - mean
+    x_hat = centered * inv_std
+    grad_y = grad_y.astype(mean.dtype)
+    local_sums = _sum_over_batch((grad_y, grad_y * x_hat))
+    # The parameters' gradients are this shard's part (callers sum or average
+    # them across shards, as for any parameter); the input's gradient sees the
+    # statistics' dependence on every shard.
+    grad_bias, grad_scale = (s.astype(scale.dtype) for s in local_sums)
+    # The statistics are outputs too (for the running averages); their cotangents
+    # are zero in training, but the gradient stays exact for any use.
+    sums = (*local_sums, grad_mean, grad_var)
+    if axis_name:
+        sums = tuple(lax.psum(jnp.stack(sums), axis_name))
+    count = _reduced_count(x, axis_name)
+    sum_grad, sum_grad_x_hat, grad_mean, grad_var = sums
+    grad_x = (scale * inv_std) * (grad_y - (sum_grad + x_hat * sum_grad_x_hat) / count)
+    grad_x = grad_x + (grad_mean + 2.0 * grad_var * centered) / count
+    return grad_x.astype(x.dtype), grad_scale, grad_bias
+
+
+batch_norm_train.defvjp(_forward, _backward)
+
+
+class BatchNorm(nn.Module):
+    """nn.BatchNorm over the last axis, training through `batch_norm_train`.
+
+    Running statistics follow Flax: new = momentum * old + (1 - momentum) * batch,
+    with the biased batch variance, and are not updated while initializing.
+    """
+
+    use_running_average: bool | None = None
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, use_running_average: bool | None = None) -> Array:
+        use_running_average = nn.merge_param(
+            "use_running_average", self.use_running_average, use_running_average)
+        features = (x.shape[-1],)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
+        if use_running_average:
+            xf = x.astype(_stats_dtype(x))
+            y = (xf - running_mean.value) * (scale * lax.rsqrt(running_var.value + self.epsilon))
+            y = y + bias
+        else:
+            initializing = self.is_initializing()
+            y, mean, var = batch_norm_train(x, scale, bias, self.epsilon,
+                                            None if initializing else self.axis_name)
+            if not initializing:
+                running_mean.value = (self.momentum * running_mean.value
+                                      + (1 - self.momentum) * mean)
+                running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+        return y.astype(self.dtype or jnp.result_type(x, scale, bias))
