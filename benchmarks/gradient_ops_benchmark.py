@@ -12,7 +12,9 @@ Times, jitted and warm, the median of `--repeats` calls of:
   * the stem's BatchNorm + ReLU + 3x3/2 max-pool, forward plus gradients, with
     `nn.max_pool` (reduce_window), a plain maximum of nine strided slices, and
     `max_pool_3x3_stride2` (the model's custom gradient);
-  * 3x3 weight gradients from XLA vs as nine shifted matmuls.
+  * 3x3 weight gradients from XLA vs as nine shifted matmuls;
+  * the model's convolutions (forward, input gradient, kernel gradient) compiled with
+    XLA's defaults (YNNPACK) and with `squeezetime_jax.compile_options` (Eigen).
 Each comparison also reports the largest relative difference between the forms.
 """
 
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.models.batch_norm import BatchNorm
 from squeezetime_jax.models.squeezetime import (
     _pool_windows, conv_pointwise_as_matmul, max_pool_3x3_stride2)
@@ -35,8 +38,8 @@ from squeezetime_jax.models.squeezetime import (
 DN = ("NHWC", "HWIO", "NHWC")
 
 
-def timed(fn, *args, repeats: int) -> tuple[float, object]:
-    fn = jax.jit(fn)
+def timed(fn, *args, repeats: int, options=None) -> tuple[float, object]:
+    fn = jax.jit(fn, compiler_options=options)
     out = jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
@@ -159,6 +162,38 @@ def weight_grads(batch: int, repeats: int) -> None:
               f"{rel_diff(out, ref):.1e} |")
 
 
+def convolution_backends(batch: int, repeats: int) -> None:
+    print("\n| convolution | YNNPACK fwd / input grad / kernel grad ms "
+          "| Eigen fwd / input grad / kernel grad ms | YNNPACK / Eigen total |\n"
+          "|---|---:|---:|---:|")
+    layers = (("stem 5x5/2, 224x224, 48 -> 64", 224, 48, 64, 5, 2),
+              ("3x3, 56x56, 64 -> 64", 56, 64, 64, 3, 1),
+              ("3x3, 28x28, 128 -> 128", 28, 128, 128, 3, 1),
+              ("3x3, 14x14, 256 -> 256", 14, 256, 256, 3, 1),
+              ("3x3, 7x7, 512 -> 512", 7, 512, 512, 3, 1),
+              ("IOI 3x3, 56x56, 64 -> 16", 56, 64, 16, 3, 1),
+              ("IOI 7x7, 56x56, 16 -> 16", 56, 16, 16, 7, 1))
+    for name, size, cin, cout, k, stride in layers:
+        keys = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(keys[0], (batch, size, size, cin))
+        w = 0.05 * jax.random.normal(keys[1], (k, k, cin, cout))
+        out_size = (size - 1) // stride + 1
+        dy = jax.random.normal(keys[2], (batch, out_size, out_size, cout))
+        conv = lambda x, w: lax.conv_general_dilated(
+            x, w, (stride, stride), ((k // 2, k // 2),) * 2, dimension_numbers=DN)
+        parts = (conv,
+                 lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy),
+                 lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy))
+        cells = []
+        for options in (None, compiler_options("cpu")):
+            ms = [timed(part, *((x, w) if i == 0 else (x, w, dy)), repeats=repeats,
+                        options=options)[0] for i, part in enumerate(parts)]
+            cells.append(ms)
+        print(f"| {name} | {' / '.join(f'{m:.1f}' for m in cells[0])} | "
+              f"{' / '.join(f'{m:.1f}' for m in cells[1])} | "
+              f"{sum(cells[0]) / sum(cells[1]):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
@@ -169,6 +204,7 @@ def main() -> None:
     batch_norm(args.batch, args.repeats)
     stem_pool(args.batch, args.repeats)
     weight_grads(args.batch, args.repeats)
+    convolution_backends(args.batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
+    from squeezetime_jax.compile_options import compiler_options
     from squeezetime_jax.interop.conversion import from_torch
     from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
     from squeezetime_jax.models import build_model
@@ -77,7 +78,8 @@ def main(argv=None) -> int:
                             source="random K400 model")
     model = build_model(conversion.config)
     variables = jax.device_put(conversion.variables)
-    forward = jax.jit(lambda v, clip: model.apply(v, clip, train=False))
+    forward = jax.jit(lambda v, clip: model.apply(v, clip, train=False),
+                      compiler_options=compiler_options())
     compiled_twin = None
     if args.torch_compile:
         compiled_twin = torch.compile(twin)

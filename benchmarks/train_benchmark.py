@@ -60,6 +60,7 @@ def _jax_worker(args):
 
     import jax
 
+    from squeezetime_jax.compile_options import compiler_options
     from squeezetime_jax.models import build_model, model_config
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state, init_train_state
@@ -73,7 +74,7 @@ def _jax_worker(args):
                              clip_shape=(1, args.frames, args.size, args.size, 3))
     state = init_train_state(init, jax.random.key_data(jax.random.key(0)), None)
     step = jax.jit(functools.partial(train_step, model=model, tx=tx, schedule=schedule),
-                   donate_argnums=0)
+                   donate_argnums=0, compiler_options=compiler_options())
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
     compiled = step.lower(state, batch).compile()
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.interop.checkpoints import (
     is_converted_dir, is_training_workdir, load_torch_checkpoint, restore_converted,
     restore_training_workdir)
@@ -56,7 +57,8 @@ class LoadedModel:
         self.notes = list(conversion.notes)
         self.module = build_model(self.config)
         self.variables = jax.device_put(conversion.variables, self.device)
-        self._apply = jax.jit(lambda variables, x: self.module.apply(variables, x, train=False))
+        self._apply = jax.jit(lambda variables, x: self.module.apply(variables, x, train=False),
+                              compiler_options=compiler_options(self.device.platform))
 
     def __call__(self, x) -> jax.Array:
         x = jax.device_put(jnp.asarray(np.asarray(x), jnp.float32), self.device)

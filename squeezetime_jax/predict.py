@@ -23,6 +23,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
@@ -96,7 +97,8 @@ class Predictor:
         self.batch_size = batch_size or views[0] * views[1]
         self.variables = jax.device_put(conversion.variables)
         self._predict = jax.jit(functools.partial(predict_step,
-                                                  model=build_model(self.model_config)))
+                                                  model=build_model(self.model_config)),
+                                compiler_options=compiler_options())
 
     def view_logits(self, video: np.ndarray) -> np.ndarray:
         """Logits of (V, T, C, C, 3) uint8 views, in fixed-size batches (one compile)."""

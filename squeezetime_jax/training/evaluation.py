@@ -17,6 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
+from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.step import eval_metrics, predict_step
 
@@ -41,7 +42,7 @@ class Evaluator:
         mesh_lib.check_batch_divides(global_batch_size, mesh)
         sharding = mesh_lib.batch_sharding(mesh)
         self._predict = jax.jit(functools.partial(predict_step, model=model),
-                                out_shardings=sharding)
+                                out_shardings=sharding, compiler_options=compiler_options())
         self._metrics = jax.jit(eval_metrics, out_shardings=mesh_lib.replicated(mesh))
 
     def _local(self, array: jax.Array) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
+from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
 from squeezetime_jax.models import build_model
@@ -133,7 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                           crop_size=config.data.train.crop_size),
         in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
-        donate_argnums=0)
+        donate_argnums=0, compiler_options=compiler_options())
 
     # ---------------------------------------------------------------- checkpoint restore
     manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints,
