@@ -1,6 +1,6 @@
 """Where the CPU train step's time goes: a jax.profiler trace summed by op kind.
 
-  python benchmarks/step_profile.py [--batch 4] [--size 224] [--top 12]
+  python benchmarks/step_profile.py [--batch 4] [--size 224] [--top 12] [--cores N]
 
 Compiles the K400 train step (as train_benchmark.py builds it), runs it twice to warm
 up, then traces one step and sums the duration of every XLA op event by kind (the
@@ -9,6 +9,11 @@ fusions are split further using the optimized HLO: convolutions whose window spa
 feature map (weight gradients, which XLA CPU writes as convolutions with the batch as
 the contracted axis), other convolutions by window size, and matmuls. Durations are
 summed over XLA's threads, so their total exceeds the step's wall time when ops overlap.
+
+Convolutions on Eigen (what `squeezetime_jax.compile_options` selects on CPU) run on
+the intra-op thread pool after their op event has ended, so with several threads the
+trace shows little of their time. `--cores 1` pins the process to one core, where
+every op runs in its own event: a per-op CPU account rather than a timeline.
 """
 
 from __future__ import annotations
@@ -61,7 +66,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--cores", type=int, default=None,
+                        help="pin to this many cores before XLA starts (default: all)")
     args = parser.parse_args()
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
 
     import jax
 

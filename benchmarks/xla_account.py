@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
     import ml_collections
 
+    from squeezetime_jax.compile_options import compiler_options
     from squeezetime_jax.models import build_model, model_config
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     costs, texts = {}, {}
     for name, lowered in programs.items():
         print(f"compiling {name} ...", file=sys.stderr)
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=compiler_options())  # as the trainer
         costs[name] = cost(compiled)
         texts[name] = compiled.as_text()
         if args.dump_dir:
