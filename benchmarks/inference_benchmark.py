@@ -1,7 +1,7 @@
 """CPU inference latency: the JAX model (jit, warm) against the PyTorch twin, side by side.
 
   python benchmarks/inference_benchmark.py [--batches 1,8] [--threads 2] [--repeats 10]
-                                           [--torch-compile] [--json out.json]
+                                           [--torch-compile] [--xla-defaults] [--json out.json]
 
 One process, one randomly initialized K400 model (depth 50, random well-conditioned
 BatchNorm statistics) converted from the PyTorch twin, 16x224x224 float32 clips. Every
@@ -33,6 +33,9 @@ def _parser():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--torch-compile", action="store_true",
                         help="also time torch.compile (inductor; compiles for minutes on CPU)")
+    parser.add_argument("--xla-defaults", action="store_true",
+                        help="also time JAX compiled with XLA's default options instead of "
+                             "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -78,8 +81,9 @@ def main(argv=None) -> int:
                             source="random K400 model")
     model = build_model(conversion.config)
     variables = jax.device_put(conversion.variables)
-    forward = jax.jit(lambda v, clip: model.apply(v, clip, train=False),
-                      compiler_options=compiler_options())
+    apply = lambda v, clip: model.apply(v, clip, train=False)
+    forward = jax.jit(apply, compiler_options=compiler_options())
+    forward_xla_defaults = jax.jit(apply) if args.xla_defaults else None
     compiled_twin = None
     if args.torch_compile:
         compiled_twin = torch.compile(twin)
@@ -102,6 +106,9 @@ def main(argv=None) -> int:
 
         runners = {"JAX jit (XLA CPU)": lambda: forward(variables, clip).block_until_ready(),
                    "PyTorch eager": eager(twin)}
+        if forward_xla_defaults is not None:
+            runners["JAX jit, XLA default options"] = (
+                lambda: forward_xla_defaults(variables, clip).block_until_ready())
         with torch.inference_mode():
             torch_logits = twin(tensor).numpy()
         agreement = float(np.abs(jax_logits - torch_logits).max() / np.abs(torch_logits).max())

@@ -1,6 +1,7 @@
 """Where the CPU train step's time goes: a jax.profiler trace summed by op kind.
 
   python benchmarks/step_profile.py [--batch 4] [--size 224] [--top 12] [--cores N]
+                                    [--framework jax|torch]
 
 Compiles the K400 train step (as train_benchmark.py builds it), runs it twice to warm
 up, then traces one step and sums the duration of every XLA op event by kind (the
@@ -14,6 +15,10 @@ Convolutions on Eigen (what `squeezetime_jax.compile_options` selects on CPU) ru
 the intra-op thread pool after their op event has ended, so with several threads the
 trace shows little of their time. `--cores 1` pins the process to one core, where
 every op runs in its own event: a per-op CPU account rather than a timeline.
+
+`--framework torch` profiles the PyTorch twin's step instead (torch.profiler, self
+CPU time per aten op, on `--cores` threads, default 2), for the same account of the
+other side.
 """
 
 from __future__ import annotations
@@ -61,6 +66,32 @@ def ynn_kind(name: str, lines: dict, bodies: dict) -> str:
     return "matmul" if "dot(" in body else "other YNNPACK fusion"
 
 
+def torch_profile(args) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    import train_benchmark
+
+    worker_args = train_benchmark._parser().parse_args(
+        ["--worker", "torch", "--batch", str(args.batch), "--size", str(args.size),
+         "--threads", str(args.cores or 2)])
+    run = train_benchmark._torch_worker(worker_args)
+    run(), run()
+    start = time.perf_counter()
+    run()
+    wall = time.perf_counter() - start
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops) / 1e3
+    print(f"PyTorch train step, batch {args.batch}, 16x{args.size}x{args.size} float32, "
+          f"{args.cores or 2} threads: {wall * 1e3:.0f} ms wall; {total:.0f} ms of ops "
+          f"(self CPU time of the calling thread)\n")
+    print("| op | calls | self ms |\n|---|---:|---:|")
+    for event in ops[:args.top]:
+        print(f"| {event.key} | {event.count} | {event.self_cpu_time_total / 1e3:.1f} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
@@ -68,9 +99,12 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--cores", type=int, default=None,
                         help="pin to this many cores before XLA starts (default: all)")
+    parser.add_argument("--framework", choices=("jax", "torch"), default="jax")
     args = parser.parse_args()
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
+    if args.framework == "torch":
+        return torch_profile(args)
 
     import jax
 

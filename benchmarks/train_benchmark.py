@@ -1,7 +1,7 @@
 """CPU training throughput and peak memory: the JAX train step against the PyTorch twin.
 
   python benchmarks/train_benchmark.py [--batches 4,8] [--threads 2] [--steps 6]
-                                       [--json out.json]
+                                       [--xla-defaults] [--json out.json]
 
 A full step at 16x224x224 float32 on each side: uint8 clips normalized inside the step,
 forward in train mode (BatchNorm batch statistics and running-average update, dropout),
@@ -25,6 +25,8 @@ import sys
 import time
 
 REFERENCE_BATCH = 64
+LABELS = {"jax": "JAX (jit, donated state)", "torch": "PyTorch eager",
+          "jax-xla-defaults": "JAX, XLA default options"}
 
 
 def _parser():
@@ -35,9 +37,12 @@ def _parser():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--worker", choices=("jax", "torch"), default=None,
+    parser.add_argument("--worker", choices=tuple(LABELS), default=None,
                         help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--xla-defaults", action="store_true",
+                        help="also run JAX compiled with XLA's default options instead of "
+                             "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -74,7 +79,9 @@ def _jax_worker(args):
                              clip_shape=(1, args.frames, args.size, args.size, 3))
     state = init_train_state(init, jax.random.key_data(jax.random.key(0)), None)
     step = jax.jit(functools.partial(train_step, model=model, tx=tx, schedule=schedule),
-                   donate_argnums=0, compiler_options=compiler_options())
+                   donate_argnums=0,
+                   compiler_options=None if args.worker == "jax-xla-defaults"
+                   else compiler_options())
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
     compiled = step.lower(state, batch).compile()
 
@@ -129,7 +136,7 @@ def worker(args) -> int:
     import resource
 
     _pin(args.threads)
-    run = (_jax_worker if args.worker == "jax" else _torch_worker)(args)
+    run = (_jax_worker if args.worker.startswith("jax") else _torch_worker)(args)
     for _ in range(args.warmup):
         run()
     print(json.dumps({"ready": True}), flush=True)
@@ -162,7 +169,8 @@ def _read(proc: subprocess.Popen) -> dict:
 
 def measure(batch: int, args) -> dict:
     """Both workers for one batch size, driven in interleaved rounds."""
-    workers = {name: _spawn(name, batch, args) for name in ("jax", "torch")}
+    names = ("jax", "torch") + (("jax-xla-defaults",) if args.xla_defaults else ())
+    workers = {name: _spawn(name, batch, args) for name in names}
     # Compiling/warming up one at a time keeps the two from slowing each other down.
     for proc in workers.values():
         _read(proc)
@@ -201,12 +209,12 @@ def main(argv=None) -> int:
           f"{load_before[0]:.1f}/{load_before[1]:.1f} before, "
           f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n")
     print("| batch | framework | median s/step | min s/step | clips/s (median) "
-          "| JAX speed-up | peak RSS GiB |")
+          "| speed vs PyTorch | peak RSS GiB |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for batch, r in results.items():
         medians = {k: statistics.median(v) for k, v in r["seconds"].items()}
-        for name, label in (("jax", "JAX (jit, donated state)"), ("torch", "PyTorch eager")):
-            speedup = medians["torch"] / medians["jax"]
+        for name in r["seconds"]:
+            label, speedup = LABELS[name], medians["torch"] / medians[name]
             print(f"| {batch} | {label} | {medians[name]:.2f} | {min(r['seconds'][name]):.2f} | "
                   f"{batch / medians[name]:.2f} | {speedup:.2f}x | {r['maxrss_gib'][name]:.2f} |")
     for batch, r in results.items():
