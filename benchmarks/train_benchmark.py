@@ -168,10 +168,10 @@ def _read(proc: subprocess.Popen) -> dict:
 
 
 def measure(batch: int, args) -> dict:
-    """Both workers for one batch size, driven in interleaved rounds."""
+    """The workers for one batch size, driven in interleaved rounds."""
     names = ("jax", "torch") + (("jax-xla-defaults",) if args.xla_defaults else ())
     workers = {name: _spawn(name, batch, args) for name in names}
-    # Compiling/warming up one at a time keeps the two from slowing each other down.
+    # Compiling/warming up one at a time keeps them from slowing each other down.
     for proc in workers.values():
         _read(proc)
     seconds = {name: [] for name in workers}

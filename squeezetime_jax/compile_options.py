@@ -3,11 +3,11 @@
 XLA's CPU backend runs each convolution either through YNNPACK or through its own
 Eigen kernels, and by default gives YNNPACK every convolution it supports. For
 this network Eigen is the faster choice with several threads: at batch 8 on two
-threads the stem's 5x5/2 forward and weight gradient take 96 + 155 ms with Eigen
-against 113 + 271 ms with YNNPACK, a 56x56x64 3x3 layer 44 against 60 ms forward
-and both gradients; the whole train step is about 4% faster and inference 5-8%
-(BENCHMARKS.md, "Convolutions on Eigen"). Matrix products and reductions stay on
-YNNPACK, where they are faster. Other backends compile with XLA's defaults.
+threads the stem's 5x5/2 forward and weight gradient take 96 + 150 ms with Eigen
+against 117 + 275 ms with YNNPACK, a 56x56x64 3x3 layer 36 against 58 ms forward
+and both gradients; side by side, the batch-8 train step is 7% faster (batch 4
+unchanged) and inference 8-9% (BENCHMARKS.md, "Model performance"). Matrix
+products and reductions stay on YNNPACK. Other backends compile with XLA's defaults.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The difference is the training-mode backward pass. Differentiated automatically,
 the normalization keeps `x - mean` as a residual and XLA materializes it in the
 forward pass, then spends several passes over activation-sized arrays in the
 backward. `batch_norm_train` keeps the input and two per-channel vectors instead,
-and its gradient is the textbook one: one fused reduction for sum(g) and
-sum(g * x_hat), one elementwise pass for the input gradient
+and its gradient is the textbook one: the per-channel sums of g and g * x_hat, then
+one elementwise pass for the input gradient
 (benchmarks/gradient_ops_benchmark.py measures both forms).
 """
 
@@ -43,11 +43,14 @@ def _sum_over_batch(values: tuple[Array, ...]) -> tuple[Array, ...]:
 
 
 def _mean_over_batch(values: tuple[Array, ...], axis_name: str | None) -> tuple[Array, ...]:
-    count = values[0].size // values[0].shape[-1]
-    means = jnp.stack(_sum_over_batch(values)) / count
+    means = jnp.stack(_sum_over_batch(values)) / _reduced_count(values[0], None)
     if axis_name:
         means = lax.pmean(means, axis_name)  # one collective for all of them
     return tuple(means)
+
+
+def _normalize(xf: Array, mean: Array, inv_std: Array, scale: Array, bias: Array) -> Array:
+    return (xf - mean) * (scale * inv_std) + bias
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -66,7 +69,7 @@ def _forward(x, scale, bias, epsilon, axis_name):
     mean, mean_of_squares = _mean_over_batch((xf, xf * xf), axis_name)
     var = jnp.maximum(0.0, mean_of_squares - mean * mean)
     inv_std = lax.rsqrt(var + epsilon)
-    y = (xf - mean) * (scale * inv_std) + bias
+    y = _normalize(xf, mean, inv_std, scale, bias)
     return (y, mean, var), (x, mean, inv_std, scale)
 
 
@@ -122,9 +125,8 @@ class BatchNorm(nn.Module):
         scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
         if use_running_average:
-            xf = x.astype(_stats_dtype(x))
-            y = (xf - running_mean.value) * (scale * lax.rsqrt(running_var.value + self.epsilon))
-            y = y + bias
+            y = _normalize(x.astype(_stats_dtype(x)), running_mean.value,
+                           lax.rsqrt(running_var.value + self.epsilon), scale, bias)
         else:
             initializing = self.is_initializing()
             y, mean, var = batch_norm_train(x, scale, bias, self.epsilon,
