@@ -11,8 +11,7 @@ import pytest
 from squeezetime_jax.models import (
     STAGE_SIZES, BasicBlock, BottleneckBlock, SqueezeTime, build_model, model_config,
     squeeze_time)
-from squeezetime_jax.models.squeezetime import (
-    conv_pointwise_as_matmul, max_pool_3x3_stride2, resize_align_corners)
+from squeezetime_jax.models.squeezetime import max_pool_3x3_stride2, resize_align_corners
 from squeezetime_jax.models.stats import count_params, model_summary
 
 TINY = dict(widen_factor=0.125, pos_dims=(4, 2, 1, 1), num_frames=2, num_classes=5)
@@ -90,49 +89,6 @@ def test_align_corners_resize_matches_definition():
     expected = 0.5 * (np.asarray(image)[0, 1, 1] + np.asarray(image)[0, 1, 2])
     np.testing.assert_allclose(resized[0, 2, 3], expected, rtol=1e-5)
     assert resize_align_corners(image, 3, 4) is image
-
-
-def _conv_and_grads(conv_fn, x, kernel, strides, padding, groups=1):
-    def f(x, kernel):
-        dims = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC"))
-        return conv_fn(x, kernel, strides, padding, dimension_numbers=dims,
-                       feature_group_count=groups)
-    y, vjp = jax.vjp(f, x, kernel)
-    return (y, *vjp(jnp.cos(y)))
-
-
-@pytest.mark.parametrize("kernel_size,strides,padding,groups", [
-    ((1, 1), (1, 1), "SAME", 1), ((1, 1), (1, 1), ((0, 0), (0, 0)), 1),
-    ((1, 1), (2, 2), "SAME", 1), ((3, 3), (1, 1), ((1, 1), (1, 1)), 1),
-    ((1, 1), (1, 1), "SAME", 2)])
-def test_pointwise_matmul_conv_is_the_same_function(kernel_size, strides, padding, groups):
-    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
-    kernel = jax.random.normal(jax.random.key(1), (*kernel_size, 8 // groups, 4))
-    ours = _conv_and_grads(conv_pointwise_as_matmul, x, kernel, strides, padding, groups)
-    ref = _conv_and_grads(jax.lax.conv_general_dilated, x, kernel, strides, padding, groups)
-    for a, b in zip(ours, ref):  # output, input gradient, kernel gradient
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    pointwise = kernel_size == (1, 1) and strides == (1, 1) and groups == 1
-    primitives = {e.primitive.name for e in jax.make_jaxpr(
-        lambda x, k: _conv_and_grads(conv_pointwise_as_matmul, x, k, strides, padding,
-                                     groups)[0])(x, kernel).eqns}
-    assert ("dot_general" in primitives) == pointwise
-    assert ("conv_general_dilated" in primitives) == (not pointwise)
-
-
-def test_pointwise_gradients_are_two_dimensional_products():
-    # A kernel gradient contracting (N, H, W) of 4D operands makes XLA CPU transpose
-    # an activation-sized array first; one axis of 2D operands it runs as is.
-    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8))
-    kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 4))
-    jaxpr = jax.make_jaxpr(lambda x, k: _conv_and_grads(
-        conv_pointwise_as_matmul, x, k, (1, 1), "SAME"))(x, kernel)
-    dots = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
-    assert len(dots) == 3  # forward, input gradient, kernel gradient
-    for eqn in dots:
-        (lhs_contracting, rhs_contracting), _ = eqn.params["dimension_numbers"]
-        assert [v.aval.ndim for v in eqn.invars] == [2, 2]
-        assert len(lhs_contracting) == len(rhs_contracting) == 1
 
 
 @pytest.mark.parametrize("shape", [(2, 16, 16, 3), (1, 7, 9, 2), (1, 1, 1, 1), (1, 2, 3, 1)])

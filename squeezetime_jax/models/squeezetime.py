@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from squeezetime_jax.models.batch_norm import BatchNorm
+from squeezetime_jax.models.convolution import conv_general_dilated
 
 ModuleDef = Any
 Array = jax.Array
@@ -340,49 +341,13 @@ def stage_widths(widen_factor: float) -> tuple[int, ...]:
     return tuple(int(w * widen_factor) for w in BASE_WIDTHS)
 
 
-# What nn.Conv passes for 2D channels-last inputs and HWIO kernels.
-_NHWC_HWIO = jax.lax.conv_dimension_numbers((1,) * 4, (1,) * 4, ("NHWC", "HWIO", "NHWC"))
-
-
-def conv_pointwise_as_matmul(lhs: Array, rhs: Array, window_strides, padding,
-                             lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
-                             feature_group_count: int = 1, precision: Any = None) -> Array:
-    """lax.conv_general_dilated, with 1x1 stride-1 convolutions done as a matmul.
-
-    A 1x1 convolution is a matrix product over the channel axis. Written as one,
-    XLA CPU computes its forward pass and both gradients with plain matmuls instead
-    of convolution kernels plus layout transposes for the gradients (1.3-1.9x
-    faster per layer, benchmarks/gradient_ops_benchmark.py); on TPU both forms
-    lower to the same MXU matmul. The result is the same function with the same
-    parameters.
-    """
-    pointwise = (
-        rhs.shape[:2] == (1, 1)
-        and all(s == 1 for s in window_strides)
-        and all(d == 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
-        and feature_group_count == 1
-        and (padding in ("SAME", "VALID")
-             or all(tuple(p) == (0, 0) for p in padding))
-        and lhs.ndim == 4 and dimension_numbers == _NHWC_HWIO)
-    if not pointwise:
-        return jax.lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count, precision=precision)
-    # As a 2D (N*H*W, C) product: the gradient's weight product then contracts one
-    # axis of both operands, which XLA runs as is. With the 4D operand it contracts
-    # (N, H, W) and XLA first transposes an activation-sized array for it.
-    n, h, w, c = lhs.shape
-    out = jax.lax.dot_general(lhs.reshape(n * h * w, c), rhs[0, 0], (((1,), (0,)), ((), ())),
-                              precision=precision)
-    return out.reshape(n, h, w, -1)
 
 
 def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
     """The default conv partial: no bias, released init, float32 params."""
     return functools.partial(nn.Conv, use_bias=False, kernel_init=conv_kernel_init,
                              dtype=dtype, param_dtype=jnp.float32, precision=precision,
-                             conv_general_dilated=conv_pointwise_as_matmul)
+                             conv_general_dilated=conv_general_dilated)
 
 
 def make_norm(train: bool, dtype: Any = jnp.float32, axis_name: str | None = None) -> ModuleDef:
