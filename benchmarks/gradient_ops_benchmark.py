@@ -1,11 +1,11 @@
 """Forward + gradient cost of single layers on XLA CPU, in the forms the model could use.
 
-  python benchmarks/gradient_ops_benchmark.py [--batch 4] [--repeats 20]
+  python benchmarks/gradient_ops_benchmark.py [--batch 4] [--repeats 20] [--sections a,b]
 
 Times, jitted and warm, the median of `--repeats` calls of:
   * 1x1 convolutions as `lax.conv_general_dilated`, as a channel matmul of the 4D
     activation, and as the model's 2D (N*H*W, C) matmul
-    (`squeezetime_jax.models.squeezetime.conv_pointwise_as_matmul`), forward plus the
+    (`squeezetime_jax.models.convolution.conv_pointwise_as_matmul`), forward plus the
     gradients of input and kernel, at the bottleneck shapes of the K400 model;
   * BatchNorm + ReLU in training mode, forward plus gradients, with flax's
     nn.BatchNorm and the model's `BatchNorm` (written-out gradient);
@@ -14,7 +14,11 @@ Times, jitted and warm, the median of `--repeats` calls of:
     `max_pool_3x3_stride2` (the model's custom gradient);
   * 3x3 weight gradients from XLA vs as nine shifted matmuls;
   * the model's convolutions (forward, input gradient, kernel gradient) compiled with
-    XLA's defaults (YNNPACK) and with `squeezetime_jax.compile_options` (Eigen).
+    XLA's defaults (YNNPACK) and with `squeezetime_jax.compile_options` (Eigen);
+  * kernel gradients of the stem and the IOI convolutions from XLA and from the
+    model's `conv_kernel_gradient` (space to depth, shifted matrix products), compiled
+    with the trainer's options.
+`--sections` runs some of these (default: all).
 Each comparison also reports the largest relative difference between the forms.
 """
 
@@ -32,8 +36,8 @@ from jax import lax
 
 from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.models.batch_norm import BatchNorm
-from squeezetime_jax.models.squeezetime import (
-    _pool_windows, conv_pointwise_as_matmul, max_pool_3x3_stride2)
+from squeezetime_jax.models.convolution import conv_kernel_gradient, conv_pointwise_as_matmul
+from squeezetime_jax.models.squeezetime import _pool_windows, max_pool_3x3_stride2
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -194,17 +198,54 @@ def convolution_backends(batch: int, repeats: int) -> None:
               f"{sum(cells[0]) / sum(cells[1]):.2f} |")
 
 
+def kernel_gradients(batch: int, repeats: int) -> None:
+    """XLA's kernel gradients against the model's (`conv_kernel_gradient`), trainer's options."""
+    print("\n| kernel gradient | XLA ms | model ms | XLA / model | rel. diff |\n"
+          "|---|---:|---:|---:|---:|")
+    layers = [("stem 5x5/2, 224x224, 48 -> 64", 224, 48, 64, 5, 2, 1)]
+    for size, width, blocks in ((56, 64, 3), (28, 128, 4), (14, 256, 6), (7, 512, 3)):
+        layers += [(f"IOI 3x3, {size}x{size}, {width} -> 16", size, width, 16, 3, 1, blocks),
+                   (f"IOI 7x7, {size}x{size}, 16 -> 16", size, 16, 16, 7, 1, blocks),
+                   (f"IOI 3x3, {size}x{size}, 16 -> {width}", size, 16, width, 3, 1, blocks)]
+    options = compiler_options("cpu")
+    totals = [0.0, 0.0]
+    for name, size, cin, cout, k, stride, count in layers:
+        keys = jax.random.split(jax.random.key(0), 2)
+        x = jax.random.normal(keys[0], (batch, size, size, cin))
+        out_size = (size - 1) // stride + 1
+        dy = jax.random.normal(keys[1], (batch, out_size, out_size, cout))
+        kernel = jax.ShapeDtypeStruct((k, k, cin, cout), jnp.float32)
+        pads = ((k // 2, k // 2),) * 2
+        xla = lambda x, dy: jax.linear_transpose(lambda w: lax.conv_general_dilated(
+            x, w, (stride, stride), pads, dimension_numbers=DN), kernel)(dy)[0]
+        model = lambda x, dy: conv_kernel_gradient(x, dy, kernel.shape, (stride, stride), pads)
+        t_xla, ref = timed(xla, x, dy, repeats=repeats, options=options)
+        t_model, out = timed(model, x, dy, repeats=repeats, options=options)
+        totals[0] += count * t_xla
+        totals[1] += count * t_model
+        print(f"| {name} | {t_xla:.1f} | {t_model:.1f} | {t_xla / t_model:.2f} | "
+              f"{rel_diff(out, ref):.1e} |")
+    print(f"| all of these in the K400 model (x blocks) | {totals[0]:.0f} | {totals[1]:.0f} | "
+          f"{totals[0] / totals[1]:.2f} | |")
+
+
+SECTIONS = {"pointwise": pointwise, "batch_norm": batch_norm, "stem_pool": stem_pool,
+            "weight_grads": weight_grads, "convolution_backends": convolution_backends,
+            "kernel_gradients": kernel_gradients}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, from {', '.join(SECTIONS)}")
     args = parser.parse_args()
     print(f"batch {args.batch}, float32, jax {jax.__version__}, median of {args.repeats}\n")
-    pointwise(args.batch, args.repeats)
-    batch_norm(args.batch, args.repeats)
-    stem_pool(args.batch, args.repeats)
-    weight_grads(args.batch, args.repeats)
-    convolution_backends(args.batch, args.repeats)
+    for name in args.sections.split(","):
+        if name not in SECTIONS:
+            parser.error(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+        SECTIONS[name](args.batch, args.repeats)
 
 
 if __name__ == "__main__":
