@@ -55,11 +55,12 @@ def test_pointwise_gradients_are_two_dimensional_products():
 
 @pytest.mark.parametrize("in_features,out_features,kernel_size,strides,padding", [
     (8, 4, (3, 3), (1, 1), ((1, 1), (1, 1))),     # narrow: grad shifted by every tap
-    (4, 24, (3, 3), (1, 1), ((1, 1), (1, 1))),    # narrow: input shifted by every tap
+    (2, 5, (3, 3), (1, 1), ((1, 1), (1, 1))),     # narrow: input shifted by every tap
     (16, 16, (7, 7), (1, 1), ((3, 3), (3, 3))),   # narrow: rows of x, columns of grad
     (6, 5, (3, 5), (1, 1), ((0, 2), (1, 3))),     # asymmetric kernel and padding
     (3, 2, (2, 2), (1, 1), "SAME"),
     (20, 18, (3, 3), (1, 1), "VALID"),            # wide: XLA's kernel gradient
+    (4, 24, (3, 3), (1, 1), ((1, 1), (1, 1))),
     (6, 20, (5, 5), (2, 2), ((2, 2), (2, 2))),    # the stem's form: space to depth
     (5, 3, (3, 3), (2, 2), "SAME"),
     (4, 6, (4, 3), (3, 2), ((1, 0), (0, 2))),     # kernel taps past the last block row
@@ -121,7 +122,7 @@ def test_strided_kernel_gradient_has_no_window_dilation():
                   if max(e.params["lhs_dilation"]) == 1) == [(1, 1), (2, 2)]
 
 
-@pytest.mark.parametrize("kernel_shape", [(3, 3, 64, 16), (7, 7, 16, 16), (3, 3, 16, 64)])
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 64, 16), (7, 7, 16, 16), (3, 3, 8, 12)])
 def test_narrow_kernel_gradient_is_one_matrix_product(kernel_shape):
     jaxpr = _kernel_gradient_jaxpr(conv_general_dilated, kernel_shape, (1, 1),
                                    ((kernel_shape[0] // 2,) * 2,) * 2)
@@ -130,6 +131,13 @@ def test_narrow_kernel_gradient_is_one_matrix_product(kernel_shape):
     shapes = sorted(e.outvars[0].aval.shape for e in _convolutions(jaxpr))
     assert shapes == sorted([(2, 12, 12, kernel_shape[3]), (2, 12, 12, kernel_shape[2])])
     assert sum(e.primitive.name == "dot_general" for e in jaxpr.eqns) == 1
+
+
+def test_wide_output_keeps_xla_kernel_gradient():
+    # 16 -> 64 (the IOI branch's last conv): XLA's kernel gradient is the faster one.
+    jaxpr = _kernel_gradient_jaxpr(conv_general_dilated, (3, 3, 16, 64), (1, 1), ((1, 1),) * 2)
+    assert len(_convolutions(jaxpr)) == 3
+    assert not any(e.primitive.name == "dot_general" for e in jaxpr.eqns)
 
 
 def test_kernel_gradient_matches_lax_for_every_layout_at_model_shapes():
