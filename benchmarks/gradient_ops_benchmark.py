@@ -53,6 +53,19 @@ def timed(fn, *args, repeats: int, options=None) -> tuple[float, object]:
     return 1e3 * statistics.median(times), out
 
 
+def timed_interleaved(fns, *args, repeats: int, options=None) -> list[tuple[float, object]]:
+    """Like `timed` for several functions, calling them in turn so they share the load."""
+    fns = [jax.jit(fn, compiler_options=options) for fn in fns]
+    outs = [jax.block_until_ready(fn(*args)) for fn in fns]
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, series in zip(fns, times):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            series.append(time.perf_counter() - start)
+    return [(1e3 * statistics.median(series), out) for series, out in zip(times, outs)]
+
+
 def rel_diff(a, b) -> float:
     return max(float(jnp.abs(x - y).max() / (jnp.abs(y).max() + 1e-30))
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
@@ -219,8 +232,8 @@ def kernel_gradients(batch: int, repeats: int) -> None:
         xla = lambda x, dy: jax.linear_transpose(lambda w: lax.conv_general_dilated(
             x, w, (stride, stride), pads, dimension_numbers=DN), kernel)(dy)[0]
         model = lambda x, dy: conv_kernel_gradient(x, dy, kernel.shape, (stride, stride), pads)
-        t_xla, ref = timed(xla, x, dy, repeats=repeats, options=options)
-        t_model, out = timed(model, x, dy, repeats=repeats, options=options)
+        (t_xla, ref), (t_model, out) = timed_interleaved(
+            (xla, model), x, dy, repeats=repeats, options=options)
         totals[0] += count * t_xla
         totals[1] += count * t_model
         print(f"| {name} | {t_xla:.1f} | {t_model:.1f} | {t_xla / t_model:.2f} | "
