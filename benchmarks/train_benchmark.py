@@ -1,7 +1,8 @@
 """CPU training throughput and peak memory: the JAX train step against the PyTorch twin.
 
   python benchmarks/train_benchmark.py [--batches 4,8] [--threads 2] [--steps 6]
-                                       [--xla-defaults] [--json out.json]
+                                       [--xla-defaults] [--xla-gradients]
+                                       [--json out.json]
 
 A full step at 16x224x224 float32 on each side: uint8 clips normalized inside the step,
 forward in train mode (BatchNorm batch statistics and running-average update, dropout),
@@ -26,7 +27,8 @@ import time
 
 REFERENCE_BATCH = 64
 LABELS = {"jax": "JAX (jit, donated state)", "torch": "PyTorch eager",
-          "jax-xla-defaults": "JAX, XLA default options"}
+          "jax-xla-defaults": "JAX, XLA default options",
+          "jax-xla-gradients": "JAX, XLA's kernel gradients"}
 
 
 def _parser():
@@ -43,6 +45,10 @@ def _parser():
     parser.add_argument("--xla-defaults", action="store_true",
                         help="also run JAX compiled with XLA's default options instead of "
                              "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)")
+    parser.add_argument("--xla-gradients", action="store_true",
+                        help="also run JAX with XLA's own convolution kernel gradients "
+                             "instead of squeezetime_jax.models.convolution's (1x1 layers "
+                             "stay matmuls)")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -71,6 +77,10 @@ def _jax_worker(args):
     from squeezetime_jax.training.state import create_train_state, init_train_state
     from squeezetime_jax.training.step import train_step
 
+    if args.worker == "jax-xla-gradients":
+        # This worker's own process: swap the model's convolution for the 1x1-only form.
+        from squeezetime_jax.models import convolution, squeezetime
+        squeezetime.conv_general_dilated = convolution.conv_pointwise_as_matmul
     model = build_model(model_config())
     config = _optim_config(optim)
     schedule = optim.make_schedule(config, args.batch, total_steps=1000, steps_per_epoch=100)
@@ -169,7 +179,8 @@ def _read(proc: subprocess.Popen) -> dict:
 
 def measure(batch: int, args) -> dict:
     """The workers for one batch size, driven in interleaved rounds."""
-    names = ("jax", "torch") + (("jax-xla-defaults",) if args.xla_defaults else ())
+    names = (("jax", "torch") + (("jax-xla-defaults",) if args.xla_defaults else ())
+             + (("jax-xla-gradients",) if args.xla_gradients else ()))
     workers = {name: _spawn(name, batch, args) for name in names}
     # Compiling/warming up one at a time keeps them from slowing each other down.
     for proc in workers.values():
