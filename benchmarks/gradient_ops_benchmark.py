@@ -17,7 +17,7 @@ Times, jitted and warm, the median of `--repeats` calls of:
     XLA's defaults (YNNPACK) and with `squeezetime_jax.compile_options` (Eigen);
   * kernel gradients of the stem and the IOI convolutions from XLA and from the
     model's `conv_kernel_gradient` (space to depth, shifted matrix products), compiled
-    with the trainer's options.
+    with the trainer's options, and the stem's for batches 1 to `--batch`.
 `--sections` runs some of these (default: all).
 Each comparison also reports the largest relative difference between the forms.
 """
@@ -36,7 +36,8 @@ from jax import lax
 
 from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.models.batch_norm import BatchNorm
-from squeezetime_jax.models.convolution import conv_kernel_gradient, conv_pointwise_as_matmul
+from squeezetime_jax.models.convolution import (
+    conv_kernel_gradient, conv_pointwise_as_matmul, space_to_depth_kernel_gradient)
 from squeezetime_jax.models.squeezetime import _pool_windows, max_pool_3x3_stride2
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -242,9 +243,27 @@ def kernel_gradients(batch: int, repeats: int) -> None:
           f"{totals[0] / totals[1]:.2f} | |")
 
 
+def stem_batches(batch: int, repeats: int) -> None:
+    """The stem's kernel gradient, XLA's against space to depth, for batches 1 to `batch`."""
+    print("\n| stem kernel gradient, batch | XLA ms | space to depth ms | XLA / space to depth |"
+          "\n|---:|---:|---:|---:|")
+    kernel = jax.ShapeDtypeStruct((5, 5, 48, 64), jnp.float32)
+    pads = ((2, 2), (2, 2))
+    xla = lambda x, dy: jax.linear_transpose(lambda w: lax.conv_general_dilated(
+        x, w, (2, 2), pads, dimension_numbers=DN), kernel)(dy)[0]
+    blocks = lambda x, dy: space_to_depth_kernel_gradient(x, dy, kernel.shape, (2, 2), pads, None)
+    for n in range(1, batch + 1):
+        keys = jax.random.split(jax.random.key(n), 2)
+        x = jax.random.normal(keys[0], (n, 224, 224, 48))
+        dy = jax.random.normal(keys[1], (n, 112, 112, 64))
+        (t_xla, _), (t_blocks, _) = timed_interleaved(
+            (xla, blocks), x, dy, repeats=repeats, options=compiler_options("cpu"))
+        print(f"| {n} | {t_xla:.1f} | {t_blocks:.1f} | {t_xla / t_blocks:.2f} |")
+
+
 SECTIONS = {"pointwise": pointwise, "batch_norm": batch_norm, "stem_pool": stem_pool,
             "weight_grads": weight_grads, "convolution_backends": convolution_backends,
-            "kernel_gradients": kernel_gradients}
+            "kernel_gradients": kernel_gradients, "stem_batches": stem_batches}
 
 
 def main() -> None:

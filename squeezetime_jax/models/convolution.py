@@ -9,9 +9,10 @@ only the formulation of some gradients differs, chosen from measurements on XLA 
 * Strided convolutions (the stem's 5x5/2) with small batches take their kernel
   gradient through a space-to-depth rearrangement: a stride-1 convolution over s*s
   times the channels. XLA CPU writes the kernel gradient as a convolution whose
-  innermost contracted axis is the batch, so it runs well only for large batches
-  (the stem at 224x224 on two threads: about 60 ms plus 16 ms per clip, against
-  26 ms per clip through space to depth, whose kernel has 44% more taps).
+  innermost contracted axis is the batch, and its speed jumps with the batch
+  (the stem at 224x224 on two threads: XLA's takes 81 ms for one clip and 132 ms
+  for four, space to depth 19 and 91 ms although its kernel has 44% more taps; from
+  8 clips on XLA's is faster: `gradient_ops_benchmark.py --sections stem_batches`).
 * Convolutions with narrow outputs (at most `NARROW_CHANNELS` output channels: the
   IOI branch's first two) take their kernel gradient as one matrix product of
   shifted copies of the input and of the output gradient, contracting batch and
@@ -39,7 +40,7 @@ NHWC_HWIO = lax.conv_dimension_numbers((1,) * 4, (1,) * 4, ("NHWC", "HWIO", "NHW
 NARROW_CHANNELS = 16
 # Strided kernel gradients go through space to depth below this batch (measured
 # crossover for the stem, see above).
-SPACE_TO_DEPTH_BELOW_BATCH = 6
+SPACE_TO_DEPTH_BELOW_BATCH = 8
 
 
 def conv_pointwise_as_matmul(lhs: Array, rhs: Array, window_strides, padding,
@@ -135,7 +136,7 @@ def conv_kernel_gradient(lhs: Array, grad: Array, kernel_shape, strides, pads,
                          precision: Any = None) -> Array:
     """d(sum(grad * conv(lhs, kernel))) / d(kernel), kernel HWIO of `kernel_shape`."""
     if tuple(strides) != (1, 1) and lhs.shape[0] < SPACE_TO_DEPTH_BELOW_BATCH:
-        return _strided_kernel_gradient(lhs, grad, kernel_shape, strides, pads, precision)
+        return space_to_depth_kernel_gradient(lhs, grad, kernel_shape, strides, pads, precision)
     kh, kw, c, o = kernel_shape
     if tuple(strides) != (1, 1) or o > NARROW_CHANNELS:
         kernel = jax.ShapeDtypeStruct(tuple(kernel_shape), lhs.dtype)
@@ -144,7 +145,7 @@ def conv_kernel_gradient(lhs: Array, grad: Array, kernel_shape, strides, pads,
     return _shifted_product_kernel_gradient(lhs, grad, kh, kw, pads, precision)
 
 
-def _strided_kernel_gradient(lhs, grad, kernel_shape, strides, pads, precision):
+def space_to_depth_kernel_gradient(lhs, grad, kernel_shape, strides, pads, precision):
     """Space-to-depth: a stride-s conv of x is a stride-1 conv of x's s x s blocks.
 
     Tap (a, b) of the kernel is tap (a // s, b // s) of the block conv, at the block's
