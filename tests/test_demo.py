@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from squeezetime_jax.demo import generate, scenes
+from squeezetime_jax.demo import generate, run, scenes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -147,6 +148,23 @@ def test_quick_demo_runs_end_to_end(tmp_path):
   assert predicted.returncode == 0, predicted.stderr[-3000:]
   assert summary["example_video"]["path"] in predicted.stdout
   assert any(name in predicted.stdout for name in scenes.CLASSES)
+
+
+def test_demo_resumes_only_its_own_training(tmp_path):
+  paths = run.DemoPaths(str(tmp_path / "demo"))
+  assert not run.check_training_dir(paths, quick=True)
+  os.makedirs(paths.train)
+  with open(os.path.join(paths.train, "checkpoint"), "w") as f:
+    f.write("from an older run")
+  with pytest.raises(run.StageError, match=re.escape(paths.train) + ".*not recorded"):
+    run.check_training_dir(paths, quick=True)
+  with open(os.path.join(paths.train, run.RUN_RECORD), "w") as f:
+    json.dump(run._training_settings(True, {"seed": 3}), f)
+  assert run.check_training_dir(paths, quick=True, overrides={"seed": 3})
+  with pytest.raises(run.StageError, match="configs/demo.py:quick=true"):
+    run.check_training_dir(paths, quick=False, overrides={"seed": 3})
+  with pytest.raises(run.StageError, match="Remove"):
+    run.check_training_dir(paths, quick=True)
 
 
 def test_training_videos_come_with_their_time_reversed_twin():

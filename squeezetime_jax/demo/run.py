@@ -152,7 +152,39 @@ def config_arg(quick: bool) -> str:
   return CONFIG + (":quick=true" if quick else "")
 
 
+# What a demo run records in its training directory, so that a later run resumes
+# only its own training (a killed run), never one with other settings.
+RUN_RECORD = "demo_run.json"
+
+
+def _training_settings(quick: bool, overrides: dict | None) -> dict:
+  return {"config": "configs/demo.py" + (":quick=true" if quick else ""),
+          "overrides": {k: str(v) for k, v in sorted((overrides or {}).items())}}
+
+
+def check_training_dir(paths: DemoPaths, quick: bool, overrides: dict | None = None) -> bool:
+  """True when `paths.train` holds this run's earlier training (it resumes), False when
+  there is none; StageError when it holds training with other or unknown settings."""
+  if not os.path.isdir(paths.train) or not os.listdir(paths.train):
+    return False
+  wanted = _training_settings(quick, overrides)
+  try:
+    with open(os.path.join(paths.train, RUN_RECORD), encoding="utf-8") as f:
+      recorded = json.load(f)
+  except (FileNotFoundError, json.JSONDecodeError):
+    recorded = None
+  if recorded != wanted:
+    raise StageError(
+        f"{paths.train} holds training from another run (settings: "
+        f"{recorded or 'not recorded'}; this run: {wanted}), and resuming it would evaluate "
+        f"that model. Remove {paths.train} or choose another --workdir.")
+  return True
+
+
 def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) -> None:
+  os.makedirs(paths.train, exist_ok=True)
+  with open(os.path.join(paths.train, RUN_RECORD), "w", encoding="utf-8") as f:
+    json.dump(_training_settings(quick, overrides), f)
   cmd = [_python(), os.path.join(REPO, "train.py"), f"--config={config_arg(quick)}",
          f"--workdir={paths.train}", f"--config.data.data_dir={paths.prepared}"]
   cmd += [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
@@ -253,6 +285,8 @@ def run_demo(workdir: str, *, quick: bool = False, counts: dict | None = None,
   timings: dict[str, float] = {}
   start = time.perf_counter()
 
+  resumes = check_training_dir(paths, quick, train_overrides)  # before any work
+
   def timed(name, fn, *args):
     t0 = time.perf_counter()
     result = fn(*args)
@@ -268,8 +302,9 @@ def run_demo(workdir: str, *, quick: bool = False, counts: dict | None = None,
   banner(2, f"{STAGES[1]} (python -m squeezetime_jax.data.prepare)")
   timed("prepare", stage_prepare, paths, info)
   banner(3, f"{STAGES[2]} (train.py --config configs/demo.py{':quick=true' if quick else ''})")
-  if os.path.isdir(paths.train):
-    print(f"  {paths.train} exists: training resumes from its latest checkpoint")
+  if resumes:
+    print(f"  {paths.train} holds this demo's earlier training: it resumes from the latest "
+          f"checkpoint (remove the directory to train afresh)")
   timed("train", stage_train, paths, quick, train_overrides)
   banner(4, f"{STAGES[3]}: eval.py, 10 clips x 3 crops per test video")
   test = timed("eval_test", stage_eval, paths, quick)
