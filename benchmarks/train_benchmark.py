@@ -10,7 +10,8 @@ cross-entropy, backward, global-norm clipping at 40, SGD with momentum 0.9 and c
 weight decay 7e-5 (torch.optim.SGD, and the optax chain of squeezetime_jax.training).
 JAX runs `train_step` jitted with the state donated. Each framework runs in its own
 worker subprocess, so that each one's peak resident memory (getrusage maxrss) is its
-own; the parent drives the workers one step at a time in interleaved rounds, so both
+own, reported also as it was before the first step (runtime, state and, for JAX, what
+compiling left resident); the parent drives the workers one step at a time in interleaved rounds, so both
 see the same machine load, and reports median seconds per step, clips/s and ratios.
 """
 
@@ -143,13 +144,13 @@ def _torch_worker(args):
 
 def worker(args) -> int:
     """Builds one framework's step, then runs one step per line read from stdin."""
-    import resource
-
     _pin(args.threads)
     run = (_jax_worker if args.worker.startswith("jax") else _torch_worker)(args)
+    # Before any step: the runtime, the state and (JAX) what compiling left resident.
+    built_gib = _maxrss_gib()
     for _ in range(args.warmup):
         run()
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "built_gib": built_gib}), flush=True)
     for line in sys.stdin:
         if line.strip() == "step":
             start = time.perf_counter()
@@ -157,10 +158,15 @@ def worker(args) -> int:
             print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss}), flush=True)
         else:
             break
-    # ru_maxrss is in KiB on Linux.
-    print(json.dumps({"maxrss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}),
-          flush=True)
+    print(json.dumps({"maxrss_gib": _maxrss_gib()}), flush=True)
     return 0
+
+
+def _maxrss_gib() -> float:
+    import resource
+
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _spawn(framework: str, batch: int, args) -> subprocess.Popen:
@@ -183,8 +189,7 @@ def measure(batch: int, args) -> dict:
              + (("jax-xla-gradients",) if args.xla_gradients else ()))
     workers = {name: _spawn(name, batch, args) for name in names}
     # Compiling/warming up one at a time keeps them from slowing each other down.
-    for proc in workers.values():
-        _read(proc)
+    built = {name: _read(proc)["built_gib"] for name, proc in workers.items()}
     seconds = {name: [] for name in workers}
     losses = {name: [] for name in workers}
     for _ in range(args.steps):
@@ -200,7 +205,7 @@ def measure(batch: int, args) -> dict:
         proc.stdin.flush()
         rss[name] = _read(proc)["maxrss_gib"]
         proc.wait()
-    return {"seconds": seconds, "losses": losses, "maxrss_gib": rss}
+    return {"seconds": seconds, "losses": losses, "maxrss_gib": rss, "built_gib": built}
 
 
 def main(argv=None) -> int:
@@ -220,14 +225,15 @@ def main(argv=None) -> int:
           f"{load_before[0]:.1f}/{load_before[1]:.1f} before, "
           f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n")
     print("| batch | framework | median s/step | min s/step | clips/s (median) "
-          "| speed vs PyTorch | peak RSS GiB |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+          "| speed vs PyTorch | peak RSS GiB | of which before the first step GiB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for batch, r in results.items():
         medians = {k: statistics.median(v) for k, v in r["seconds"].items()}
         for name in r["seconds"]:
             label, speedup = LABELS[name], medians["torch"] / medians[name]
             print(f"| {batch} | {label} | {medians[name]:.2f} | {min(r['seconds'][name]):.2f} | "
-                  f"{batch / medians[name]:.2f} | {speedup:.2f}x | {r['maxrss_gib'][name]:.2f} |")
+                  f"{batch / medians[name]:.2f} | {speedup:.2f}x | {r['maxrss_gib'][name]:.2f} | "
+                  f"{r['built_gib'][name]:.2f} |")
     for batch, r in results.items():
         print(f"batch {batch}: losses JAX {[round(x, 3) for x in r['losses']['jax']]}, "
               f"PyTorch {[round(x, 3) for x in r['losses']['torch']]}")
