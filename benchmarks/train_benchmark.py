@@ -11,8 +11,9 @@ weight decay 7e-5 (torch.optim.SGD, and the optax chain of squeezetime_jax.train
 JAX runs `train_step` jitted with the state donated. Each framework runs in its own
 worker subprocess, so that each one's peak resident memory (getrusage maxrss) is its
 own, reported also as it was before the first step (runtime, state and, for JAX, what
-compiling left resident); the parent drives the workers one step at a time in interleaved rounds, so both
-see the same machine load, and reports median seconds per step, clips/s and ratios.
+compiling left resident). The parent drives the workers one step at a time in
+interleaved rounds, so both see the same machine load, and reports median seconds per
+step, clips/s and ratios.
 """
 
 from __future__ import annotations
