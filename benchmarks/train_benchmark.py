@@ -74,6 +74,7 @@ def _jax_worker(args):
     import jax
 
     from squeezetime_jax.compile_options import compiler_options
+    from squeezetime_jax.host_memory import release_freed_memory
     from squeezetime_jax.models import build_model, model_config
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state, init_train_state
@@ -96,6 +97,7 @@ def _jax_worker(args):
                    else compiler_options())
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
     compiled = step.lower(state, batch).compile()
+    release_freed_memory()  # as the trainer does after its first step compiles
 
     def run():
         nonlocal state

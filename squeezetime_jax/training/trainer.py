@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from squeezetime_jax import data as data_lib
+from squeezetime_jax import data as data_lib, host_memory
 from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
@@ -164,6 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             protocol=config.eval_protocol)
         result = evaluator.evaluate(state.variables, eval_ds)
         writer.write(step, result.metrics(), prefix="val/")
+        host_memory.release_freed_memory()  # the evaluator's compile, its input workers
         if is_chief:
             print(f"step {step} validation: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in result.metrics().items()), flush=True)
@@ -179,6 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         batch = mesh_lib.global_batch(next(train_iter), mesh)
         state, metrics = step_fn(state, batch)
         step += 1
+        if step == start_step + 1:
+            host_memory.release_freed_memory()  # what compiling the step left behind
 
         at_log = step % config.log_every_steps == 0 or step == total_steps
         at_save = step % config.checkpoint_every_steps == 0 or step == total_steps
