@@ -149,8 +149,8 @@ def space_to_depth_kernel_gradient(lhs, grad, kernel_shape, strides, pads, preci
     """Space-to-depth: a stride-s conv of x is a stride-1 conv of x's s x s blocks.
 
     Tap (a, b) of the kernel is tap (a // s, b // s) of the block conv, at the block's
-    position (a % s, b % s); the block kernel's taps past the original kernel only
-    meet padding and are cropped.
+    position (a % s, b % s). The block kernel's taps past the original kernel are
+    not in the strided conv: their gradients are computed and dropped.
     """
     kh, kw, c, o = kernel_shape
     sh, sw = strides
