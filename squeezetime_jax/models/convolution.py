@@ -55,7 +55,7 @@ def conv_pointwise_as_matmul(lhs: Array, rhs: Array, window_strides, padding,
     lower to the same MXU matmul. The result is the same function with the same
     parameters.
     """
-    if not (_is_plain_2d(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+    if not (_is_plain_2d(lhs, lhs_dilation, rhs_dilation, dimension_numbers,
                          feature_group_count)
             and rhs.shape[:2] == (1, 1)
             and all(s == 1 for s in window_strides)
@@ -82,7 +82,7 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding,
     convolutions get the kernel gradient of `conv_kernel_gradient`; anything else
     (groups, dilation, other layouts) is lax's.
     """
-    plain = _is_plain_2d(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+    plain = _is_plain_2d(lhs, lhs_dilation, rhs_dilation, dimension_numbers,
                          feature_group_count)
     if not plain or rhs.shape[:2] == (1, 1):
         return conv_pointwise_as_matmul(
@@ -93,7 +93,7 @@ def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding,
     return _conv(lhs, rhs, tuple(window_strides), pads, precision)
 
 
-def _is_plain_2d(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+def _is_plain_2d(lhs, lhs_dilation, rhs_dilation, dimension_numbers,
                  feature_group_count) -> bool:
     return (lhs.ndim == 4 and dimension_numbers == NHWC_HWIO and feature_group_count == 1
             and all(d == 1 for d in (lhs_dilation or ()) + (rhs_dilation or ())))
@@ -135,10 +135,11 @@ _conv.defvjp(_conv_forward, _conv_backward)
 def conv_kernel_gradient(lhs: Array, grad: Array, kernel_shape, strides, pads,
                          precision: Any = None) -> Array:
     """d(sum(grad * conv(lhs, kernel))) / d(kernel), kernel HWIO of `kernel_shape`."""
-    if tuple(strides) != (1, 1) and lhs.shape[0] < SPACE_TO_DEPTH_BELOW_BATCH:
+    strided = tuple(strides) != (1, 1)
+    if strided and lhs.shape[0] < SPACE_TO_DEPTH_BELOW_BATCH:
         return space_to_depth_kernel_gradient(lhs, grad, kernel_shape, strides, pads, precision)
-    kh, kw, c, o = kernel_shape
-    if tuple(strides) != (1, 1) or o > NARROW_CHANNELS:
+    kh, kw, _, o = kernel_shape
+    if strided or o > NARROW_CHANNELS:
         kernel = jax.ShapeDtypeStruct(tuple(kernel_shape), lhs.dtype)
         return jax.linear_transpose(
             lambda k: _lax_conv(lhs, k, strides, pads, precision), kernel)(grad)[0]
@@ -176,8 +177,8 @@ def _shifted_product_kernel_gradient(lhs, grad, kh, kw, pads, precision):
     With x the padded input, kernel_grad[a, b] = sum over (n, i, j) of
     x[n, i + a, j + b]^T grad[n, i, j]. The shifts are put into copies of the
     operands, laid side by side on the channel axis, and one product contracts
-    batch and space. Three ways to place them,
-    each copying a different number of channels per position; the fewest wins:
+    batch and space. Three ways to place them, each copying a different number of
+    channels per position; the fewest wins:
       "grad":  x as is, grad shifted by all kh*kw taps (kh*kw*O channels);
       "input": x shifted by all taps (kh*kw*C), grad as is;
       "split": x shifted by the kh row taps (kh*C) and grad by the kw column taps
@@ -197,22 +198,23 @@ def _shifted_product_kernel_gradient(lhs, grad, kh, kw, pads, precision):
             (0, 0, 0), (a - top, kh - 1 - a - bottom, 0),
             (b - left_pad, kw - 1 - b - right_pad, 0), (0, 0, 0)))
             for a in range(kh) for b in range(kw)], axis=-1)
-        product = lax.dot_general(left.reshape(-1, c), right.reshape(-1, right.shape[-1]),
-                                  (((0,), (0,)), ((), ())), precision=precision)
-        return product.reshape(c, kh, kw, o).transpose(1, 2, 0, 3)  # (c, (a, b, o))
-    x = lax.pad(lhs, jnp.zeros((), lhs.dtype),
-                ((0, 0, 0), (top, bottom, 0), (left_pad, right_pad, 0), (0, 0, 0)))
-    if layout == "input":
-        left = jnp.concatenate([x[:, a:a + out_h, b:b + out_w]
-                                for a in range(kh) for b in range(kw)], axis=-1)
-        right = grad
     else:
-        left = jnp.concatenate([x[:, a:a + out_h] for a in range(kh)], axis=-1)
-        right = jnp.concatenate([lax.pad(grad, zero, (
-            (0, 0, 0), (0, 0, 0), (b, kw - 1 - b, 0), (0, 0, 0))) for b in range(kw)], axis=-1)
+        x = lax.pad(lhs, jnp.zeros((), lhs.dtype),
+                    ((0, 0, 0), (top, bottom, 0), (left_pad, right_pad, 0), (0, 0, 0)))
+        if layout == "input":
+            left = jnp.concatenate([x[:, a:a + out_h, b:b + out_w]
+                                    for a in range(kh) for b in range(kw)], axis=-1)
+            right = grad
+        else:
+            left = jnp.concatenate([x[:, a:a + out_h] for a in range(kh)], axis=-1)
+            right = jnp.concatenate([lax.pad(grad, zero, (
+                (0, 0, 0), (0, 0, 0), (b, kw - 1 - b, 0), (0, 0, 0))) for b in range(kw)],
+                axis=-1)
     product = lax.dot_general(left.reshape(-1, left.shape[-1]),
                               right.reshape(-1, right.shape[-1]),
                               (((0,), (0,)), ((), ())), precision=precision)
+    if layout == "grad":    # (c, (a, b, o))
+        return product.reshape(c, kh, kw, o).transpose(1, 2, 0, 3)
     if layout == "input":   # ((a, b, c), o)
         return product.reshape(kh, kw, c, o)
     return product.reshape(kh, c, kw, o).transpose(0, 2, 1, 3)  # ((a, c), (b, o))

@@ -341,8 +341,6 @@ def stage_widths(widen_factor: float) -> tuple[int, ...]:
     return tuple(int(w * widen_factor) for w in BASE_WIDTHS)
 
 
-
-
 def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
     """The default conv partial: no bias, released init, float32 params."""
     return functools.partial(nn.Conv, use_bias=False, kernel_init=conv_kernel_init,
