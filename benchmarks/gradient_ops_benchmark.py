@@ -44,18 +44,12 @@ DN = ("NHWC", "HWIO", "NHWC")
 
 
 def timed(fn, *args, repeats: int, options=None) -> tuple[float, object]:
-    fn = jax.jit(fn, compiler_options=options)
-    out = jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times), out
+    """(median ms of `repeats` warm calls of jit(fn), its output)."""
+    return timed_interleaved((fn,), *args, repeats=repeats, options=options)[0]
 
 
 def timed_interleaved(fns, *args, repeats: int, options=None) -> list[tuple[float, object]]:
-    """Like `timed` for several functions, calling them in turn so they share the load."""
+    """`timed` for several functions, calling them in turn so they share the load."""
     fns = [jax.jit(fn, compiler_options=options) for fn in fns]
     outs = [jax.block_until_ready(fn(*args)) for fn in fns]
     times = [[] for _ in fns]
