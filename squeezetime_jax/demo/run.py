@@ -149,7 +149,11 @@ def stage_prepare(paths: DemoPaths, info: dict) -> None:
 
 
 def config_arg(quick: bool) -> str:
-  return CONFIG + (":quick=true" if quick else "")
+  return CONFIG + _variant(quick)
+
+
+def _variant(quick: bool) -> str:
+  return ":quick=true" if quick else ""
 
 
 # What a demo run records in its training directory, so that a later run resumes
@@ -158,7 +162,7 @@ RUN_RECORD = "demo_run.json"
 
 
 def _training_settings(quick: bool, overrides: dict | None) -> dict:
-  return {"config": "configs/demo.py" + (":quick=true" if quick else ""),
+  return {"config": "configs/demo.py" + _variant(quick),
           "overrides": {k: str(v) for k, v in sorted((overrides or {}).items())}}
 
 
@@ -301,7 +305,7 @@ def run_demo(workdir: str, *, quick: bool = False, counts: dict | None = None,
   print(f"  videos in {info['root']}; lists and classes.txt in {paths.data}")
   banner(2, f"{STAGES[1]} (python -m squeezetime_jax.data.prepare)")
   timed("prepare", stage_prepare, paths, info)
-  banner(3, f"{STAGES[2]} (train.py --config configs/demo.py{':quick=true' if quick else ''})")
+  banner(3, f"{STAGES[2]} (train.py --config configs/demo.py{_variant(quick)})")
   if resumes:
     print(f"  {paths.train} holds this demo's earlier training: it resumes from the latest "
           f"checkpoint (remove the directory to train afresh)")
