@@ -19,6 +19,7 @@ seconds without a new checkpoint).
 from absl import app, flags
 from ml_collections import config_flags
 
+from squeezetime_jax import host_memory
 from squeezetime_jax.training import distributed
 from squeezetime_jax.training.evaluate import evaluate_checkpoint, parse_protocol, watch
 
@@ -38,12 +39,14 @@ _TIMEOUT = flags.DEFINE_float("timeout", 3600.0, "--watch: stop after this many 
 _POLL = flags.DEFINE_float("poll_seconds", 30.0, "--watch: seconds between looks for checkpoints.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 distributed.define_flags()
+host_memory.define_flags()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    host_memory.configure_from_flags()  # before JAX starts its CPU threads
     distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
     if _WATCH.value:

@@ -11,6 +11,7 @@ several processes find each other through --coordinator_address,
 from absl import app, flags
 from ml_collections import config_flags
 
+from squeezetime_jax import host_memory
 from squeezetime_jax.training import distributed
 from squeezetime_jax.training.trainer import train_and_evaluate
 
@@ -18,12 +19,14 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (conf
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and the saved config.")
 distributed.define_flags()
+host_memory.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    host_memory.configure_from_flags()  # before JAX starts its CPU threads
     distributed.initialize_from_flags()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

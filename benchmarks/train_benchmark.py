@@ -2,13 +2,14 @@
 
   python benchmarks/train_benchmark.py [--batches 4,8] [--threads 2] [--steps 6]
                                        [--xla-defaults] [--xla-gradients]
-                                       [--json out.json]
+                                       [--heap-variants] [--json out.json]
 
 A full step at 16x224x224 float32 on each side: uint8 clips normalized inside the step,
 forward in train mode (BatchNorm batch statistics and running-average update, dropout),
 cross-entropy, backward, global-norm clipping at 40, SGD with momentum 0.9 and coupled
 weight decay 7e-5 (torch.optim.SGD, and the optax chain of squeezetime_jax.training).
-JAX runs `train_step` jitted with the state donated. Each framework runs in its own
+JAX runs `train_step` jitted with the state donated, with glibc reusing freed memory
+as train.py sets it up (squeezetime_jax.host_memory). Each framework runs in its own
 worker subprocess, so that each one's peak resident memory (getrusage maxrss) is its
 own, reported also as it was before the first step (runtime, state and, for JAX, what
 compiling left resident). The parent drives the workers one step at a time in
@@ -30,7 +31,9 @@ import time
 REFERENCE_BATCH = 64
 LABELS = {"jax": "JAX (jit, donated state)", "torch": "PyTorch eager",
           "jax-xla-defaults": "JAX, XLA default options",
-          "jax-xla-gradients": "JAX, XLA's kernel gradients"}
+          "jax-xla-gradients": "JAX, XLA's kernel gradients",
+          "jax-default-heap": "JAX, glibc's default heap settings",
+          "torch-reuse-heap": "PyTorch eager, heap reused as JAX's"}
 
 
 def _parser():
@@ -51,6 +54,9 @@ def _parser():
                         help="also run JAX with XLA's own convolution kernel gradients "
                              "instead of squeezetime_jax.models.convolution's (1x1 layers "
                              "stay matmuls)")
+    parser.add_argument("--heap-variants", action="store_true",
+                        help="also run JAX with glibc's default heap settings (freed large "
+                             "blocks unmapped) and PyTorch with the heap settings JAX uses")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -71,10 +77,13 @@ def _random_batch(batch: int, frames: int, size: int, seed: int):
 def _jax_worker(args):
     import functools
 
+    from squeezetime_jax import host_memory
+
+    if args.worker != "jax-default-heap":
+        host_memory.reuse_freed_memory()  # as train.py, before JAX starts its threads
     import jax
 
     from squeezetime_jax.compile_options import compiler_options
-    from squeezetime_jax.host_memory import release_freed_memory
     from squeezetime_jax.models import build_model, model_config
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state, init_train_state
@@ -97,7 +106,7 @@ def _jax_worker(args):
                    else compiler_options())
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
     compiled = step.lower(state, batch).compile()
-    release_freed_memory()  # as the trainer does after its first step compiles
+    host_memory.release_freed_memory()  # as the trainer does after its first step compiles
 
     def run():
         nonlocal state
@@ -117,6 +126,9 @@ def _optim_config(optim):
 
 
 def _torch_worker(args):
+    if args.worker == "torch-reuse-heap":
+        from squeezetime_jax import host_memory
+        host_memory.reuse_freed_memory()
     import torch
     import torch.nn.functional as F
 
@@ -151,8 +163,13 @@ def worker(args) -> int:
     run = (_jax_worker if args.worker.startswith("jax") else _torch_worker)(args)
     # Before any step: the runtime, the state and (JAX) what compiling left resident.
     built_gib = _maxrss_gib()
-    for _ in range(args.warmup):
+    for warmup_step in range(args.warmup):
         run()
+        if warmup_step == 0 and args.worker.startswith("jax"):
+            # As the trainer after its first step: the heap freed there goes back, so
+            # that later steps settle into one reused temporary buffer.
+            from squeezetime_jax.host_memory import release_freed_memory
+            release_freed_memory()
     print(json.dumps({"ready": True, "built_gib": built_gib}), flush=True)
     for line in sys.stdin:
         if line.strip() == "step":
@@ -189,7 +206,8 @@ def _read(proc: subprocess.Popen) -> dict:
 def measure(batch: int, args) -> dict:
     """The workers for one batch size, driven in interleaved rounds."""
     names = (("jax", "torch") + (("jax-xla-defaults",) if args.xla_defaults else ())
-             + (("jax-xla-gradients",) if args.xla_gradients else ()))
+             + (("jax-xla-gradients",) if args.xla_gradients else ())
+             + (("jax-default-heap", "torch-reuse-heap") if args.heap_variants else ()))
     workers = {name: _spawn(name, batch, args) for name in names}
     # Compiling/warming up one at a time keeps them from slowing each other down.
     built = {name: _read(proc)["built_gib"] for name, proc in workers.items()}

@@ -1,11 +1,17 @@
-"""release_freed_memory gives freed heap pages back (glibc on Linux)."""
+"""host_memory: freed heap pages given back (malloc_trim) and large blocks reused."""
 
 import ctypes
+import json
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
 from squeezetime_jax.host_memory import release_freed_memory
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="glibc heap on Linux")
 
 
 def _resident_mib() -> float:
@@ -16,7 +22,6 @@ def _resident_mib() -> float:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc heap on Linux")
 def test_freed_small_blocks_leave_resident_memory():
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
@@ -33,3 +38,52 @@ def test_freed_small_blocks_leave_resident_memory():
     after = _resident_mib()
     libc.free(blocks[-1])
     assert before - after > 100, (before, after)
+
+
+# Page faults of allocating, filling and freeing a large block (as XLA does with a
+# step's temporary buffer) and of a jitted function with a large temporary, after a
+# first call; in a fresh process, with or without reuse_freed_memory.
+_FAULTS = textwrap.dedent("""
+    import ctypes, json, resource, sys
+    from squeezetime_jax import host_memory
+    reused = host_memory.reuse_freed_memory() if sys.argv[1] == "reuse" else None
+    import jax, jax.numpy as jnp
+
+    def faults(fn):
+        fn()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(3):
+            fn()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 256 << 20
+
+    def block():
+        address = libc.malloc(size)
+        ctypes.memset(address, 1, size)
+        libc.free(address)
+
+    x = jnp.ones((1 << 24,))  # 64 MiB; sorting it needs temporaries of that size
+    step = jax.jit(lambda x: jnp.sort(x * 2.0)[::7].sum())
+    print(json.dumps({"reused": reused, "block": faults(block),
+                      "jit": faults(lambda: step(x).block_until_ready())}))
+""")
+
+
+def _faults(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_reused_memory_is_not_faulted_in_again():
+    default, reused = _faults("default"), _faults("reuse")
+    assert reused["reused"] is True
+    pages = 3 * (256 << 20) // 4096
+    # By default glibc maps and unmaps every block this large: each use faults it in.
+    assert default["block"] > 0.9 * pages, default
+    assert reused["block"] < 0.01 * pages, reused
+    assert reused["jit"] < 0.5 * default["jit"], (default, reused)
