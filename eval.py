@@ -46,7 +46,7 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.configure_from_flags()  # before JAX starts its CPU threads
+    host_memory.configure_from_flags()  # before JAX creates its CPU backend
     distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
     if _WATCH.value:

@@ -26,7 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.configure_from_flags()  # before JAX starts its CPU threads
+    host_memory.configure_from_flags()  # before JAX creates its CPU backend
     distributed.initialize_from_flags()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

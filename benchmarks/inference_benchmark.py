@@ -1,7 +1,8 @@
 """CPU inference latency: the JAX model (jit, warm) against the PyTorch twin, side by side.
 
   python benchmarks/inference_benchmark.py [--batches 1,8] [--threads 2] [--repeats 10]
-                                           [--torch-compile] [--xla-defaults] [--json out.json]
+                                           [--torch-compile] [--xla-defaults]
+                                           [--reuse-freed-memory] [--json out.json]
 
 One process, one randomly initialized K400 model (depth 50, random well-conditioned
 BatchNorm statistics) converted from the PyTorch twin, 16x224x224 float32 clips. Every
@@ -36,6 +37,10 @@ def _parser():
     parser.add_argument("--xla-defaults", action="store_true",
                         help="also time JAX compiled with XLA's default options instead of "
                              "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)")
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="set up the process as eval.py does (squeezetime_jax.host_memory:"
+                             " freed heap memory kept for reuse, which PyTorch gets too, and "
+                             "CPU computations on the calling thread)")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -65,6 +70,10 @@ def time_interleaved(runners: dict, repeats: int, warmup: int) -> dict:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     pin_threads(args.threads)
+    if args.reuse_freed_memory:
+        from squeezetime_jax import host_memory
+        host_memory.reuse_freed_memory()
+        host_memory.run_cpu_computations_on_calling_thread()
     import jax
     import numpy as np
     import torch

@@ -79,8 +79,9 @@ def _jax_worker(args):
 
     from squeezetime_jax import host_memory
 
-    if args.worker != "jax-default-heap":
-        host_memory.reuse_freed_memory()  # as train.py, before JAX starts its threads
+    if args.worker != "jax-default-heap":  # as train.py sets up the process
+        host_memory.reuse_freed_memory()
+        host_memory.run_cpu_computations_on_calling_thread()
     import jax
 
     from squeezetime_jax.compile_options import compiler_options

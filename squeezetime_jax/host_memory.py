@@ -1,18 +1,23 @@
-"""How the process's C heap (glibc malloc) hands memory to XLA on the CPU.
+"""How XLA on the CPU gets its host memory from the C heap (glibc malloc).
 
 Two settings, both no-ops off glibc:
 
 * `reuse_freed_memory`: XLA CPU allocates each step's temporary buffer afresh (the
   K400 train step: about 0.7 GiB at batch 4, 1.4 GiB at batch 8). glibc serves blocks
   this large with mmap and unmaps them when freed, so every step faults the whole
-  buffer in again and the kernel zeroes it page by page (about 190,000 page faults
-  and 0.3-0.7 s of system CPU time per step, the two threads queueing on the page
-  fault path). Kept in one heap and never trimmed automatically, the freed buffer is
-  reused by the next step as it is. benchmarks/train_benchmark.py measures the
-  effect (`--heap-variants`).
+  buffer in again and the kernel zeroes it page by page: about 190,000 page faults
+  and 0.3-0.5 s of system CPU time per step at batch 4, with the two threads queueing
+  on the page fault path. Entry points (train.py, eval.py) therefore keep freed
+  memory in the heap for the next step and run CPU computations on the calling
+  thread: only the main thread's heap can hold blocks this large (the heaps glibc
+  gives other threads stop at 64 MiB, and map anything larger). A single shared heap
+  for all threads would do the same but makes XLA's threads contend for it (8-20%
+  slower inference). benchmarks/train_benchmark.py measures the effect
+  (`--heap-variants`).
 * `release_freed_memory`: compiling the train step allocates and frees about 0.7 GiB
   of small blocks that glibc would otherwise keep resident for the whole run;
-  `malloc_trim` returns them (called after the first step and after evaluations).
+  `malloc_trim` returns them (the trainer calls it after the first step and after
+  evaluations).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import sys
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_M_ARENA_MAX = -8
 
 
 @functools.cache
@@ -40,21 +44,30 @@ def _glibc():
 
 
 def reuse_freed_memory() -> bool:
-    """Makes glibc keep freed memory for reuse instead of unmapping it; True if it could.
+    """Keeps freed heap memory for reuse instead of unmapping it; True if glibc could.
 
-    One heap for all threads (a thread's own arena cannot hold a block over 64 MiB,
-    and would map it), no mmap for large blocks, no trimming on free (memory returns
-    to the OS only through `release_freed_memory`). Call it first thing in an entry
-    point, before JAX creates its CPU threads (before the first computation):
-    threads that already allocated keep their own arenas. Process-wide, so library
-    code leaves it to the entry points (train.py, eval.py).
+    Large blocks come from the heap instead of their own mappings, and freeing never
+    trims the heap: memory returns to the OS only through `release_freed_memory`.
+    Process-wide, so library code leaves it to the entry points.
     """
     libc = _glibc()
     if libc is None:
         return False
-    # mallopt returns 1 on success.
-    return all(libc.mallopt(param, value) == 1 for param, value in (
-        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
+    # mallopt returns 1 on success; -1 disables trimming.
+    return all(libc.mallopt(param, value) == 1
+               for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
+
+
+def run_cpu_computations_on_calling_thread() -> None:
+    """JAX's CPU backend executes each computation in the thread that calls it.
+
+    (Its buffers are then allocated there: the main thread's heap.) Must run before
+    JAX creates its CPU backend; accelerator backends are unaffected. A loop loses
+    only the overlap of its own Python work with the step.
+    """
+    import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 def release_freed_memory() -> bool:
@@ -71,13 +84,15 @@ def define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_bool("reuse_freed_memory", True,
-                      "Keep freed host memory for reuse by the next step instead of "
-                      "returning it to the OS (glibc; see squeezetime_jax/host_memory.py).")
+                      "On the CPU backend, keep freed host memory for reuse by the next "
+                      "step instead of returning it to the OS each time (glibc; see "
+                      "squeezetime_jax/host_memory.py).")
 
 
 def configure_from_flags() -> None:
-    """`reuse_freed_memory` unless --noreuse_freed_memory; first thing in main()."""
+    """Both settings unless --noreuse_freed_memory; first thing in main()."""
     from absl import flags
 
     if flags.FLAGS.reuse_freed_memory:
         reuse_freed_memory()
+        run_cpu_computations_on_calling_thread()

@@ -42,11 +42,14 @@ def test_freed_small_blocks_leave_resident_memory():
 
 # Page faults of allocating, filling and freeing a large block (as XLA does with a
 # step's temporary buffer) and of a jitted function with a large temporary, after a
-# first call; in a fresh process, with or without reuse_freed_memory.
+# first call; in a fresh process, with or without the entry points' settings.
 _FAULTS = textwrap.dedent("""
     import ctypes, json, resource, sys
     from squeezetime_jax import host_memory
-    reused = host_memory.reuse_freed_memory() if sys.argv[1] == "reuse" else None
+    reused = None
+    if sys.argv[1] == "reuse":
+        reused = host_memory.reuse_freed_memory()
+        host_memory.run_cpu_computations_on_calling_thread()
     import jax, jax.numpy as jnp
 
     def faults(fn):
@@ -66,8 +69,8 @@ _FAULTS = textwrap.dedent("""
         ctypes.memset(address, 1, size)
         libc.free(address)
 
-    x = jnp.ones((1 << 24,))  # 64 MiB; sorting it needs temporaries of that size
-    step = jax.jit(lambda x: jnp.sort(x * 2.0)[::7].sum())
+    x = jnp.ones((4096, 4096))  # 64 MiB, and a temporary of that size
+    step = jax.jit(lambda x: jnp.cumsum(x, axis=0)[::7].sum())
     print(json.dumps({"reused": reused, "block": faults(block),
                       "jit": faults(lambda: step(x).block_until_ready())}))
 """)
@@ -86,4 +89,5 @@ def test_reused_memory_is_not_faulted_in_again():
     # By default glibc maps and unmaps every block this large: each use faults it in.
     assert default["block"] > 0.9 * pages, default
     assert reused["block"] < 0.01 * pages, reused
-    assert reused["jit"] < 0.5 * default["jit"], (default, reused)
+    assert default["jit"] > 0.9 * pages / 4, default  # 64 MiB three times
+    assert reused["jit"] < 0.01 * pages, reused
