@@ -14,7 +14,8 @@ worker subprocess, so that each one's peak resident memory (getrusage maxrss) is
 own, reported also as it was before the first step (runtime, state and, for JAX, what
 compiling left resident). The parent drives the workers one step at a time in
 interleaved rounds, so both see the same machine load, and reports median seconds per
-step, clips/s and ratios.
+step, clips/s and ratios, and each worker's median page faults and system CPU time
+per step (getrusage).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import resource
 import subprocess
 import sys
 import time
@@ -174,9 +176,13 @@ def worker(args) -> int:
     print(json.dumps({"ready": True, "built_gib": built_gib}), flush=True)
     for line in sys.stdin:
         if line.strip() == "step":
-            start = time.perf_counter()
+            before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             loss = run()
-            print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss}), flush=True)
+            seconds = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({"seconds": seconds, "loss": loss,
+                              "page_faults": after.ru_minflt - before.ru_minflt,
+                              "system_seconds": after.ru_stime - before.ru_stime}), flush=True)
         else:
             break
     print(json.dumps({"maxrss_gib": _maxrss_gib()}), flush=True)
@@ -184,8 +190,6 @@ def worker(args) -> int:
 
 
 def _maxrss_gib() -> float:
-    import resource
-
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -213,6 +217,8 @@ def measure(batch: int, args) -> dict:
     # Compiling/warming up one at a time keeps them from slowing each other down.
     built = {name: _read(proc)["built_gib"] for name, proc in workers.items()}
     seconds = {name: [] for name in workers}
+    faults = {name: [] for name in workers}
+    system = {name: [] for name in workers}
     losses = {name: [] for name in workers}
     for _ in range(args.steps):
         for name, proc in workers.items():
@@ -220,6 +226,8 @@ def measure(batch: int, args) -> dict:
             proc.stdin.flush()
             result = _read(proc)
             seconds[name].append(result["seconds"])
+            faults[name].append(result["page_faults"])
+            system[name].append(result["system_seconds"])
             losses[name].append(result["loss"])
     rss = {}
     for name, proc in workers.items():
@@ -227,7 +235,8 @@ def measure(batch: int, args) -> dict:
         proc.stdin.flush()
         rss[name] = _read(proc)["maxrss_gib"]
         proc.wait()
-    return {"seconds": seconds, "losses": losses, "maxrss_gib": rss, "built_gib": built}
+    return {"seconds": seconds, "losses": losses, "maxrss_gib": rss, "built_gib": built,
+            "page_faults": faults, "system_seconds": system}
 
 
 def main(argv=None) -> int:
@@ -247,15 +256,17 @@ def main(argv=None) -> int:
           f"{load_before[0]:.1f}/{load_before[1]:.1f} before, "
           f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n")
     print("| batch | framework | median s/step | min s/step | clips/s (median) "
-          "| speed vs PyTorch | peak RSS GiB | of which before the first step GiB |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+          "| speed vs PyTorch | peak RSS GiB | of which before the first step GiB "
+          "| page faults per step | system CPU s per step |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for batch, r in results.items():
         medians = {k: statistics.median(v) for k, v in r["seconds"].items()}
         for name in r["seconds"]:
             label, speedup = LABELS[name], medians["torch"] / medians[name]
             print(f"| {batch} | {label} | {medians[name]:.2f} | {min(r['seconds'][name]):.2f} | "
                   f"{batch / medians[name]:.2f} | {speedup:.2f}x | {r['maxrss_gib'][name]:.2f} | "
-                  f"{r['built_gib'][name]:.2f} |")
+                  f"{r['built_gib'][name]:.2f} | {statistics.median(r['page_faults'][name]):,.0f} "
+                  f"| {statistics.median(r['system_seconds'][name]):.2f} |")
     for batch, r in results.items():
         print(f"batch {batch}: losses JAX {[round(x, 3) for x in r['losses']['jax']]}, "
               f"PyTorch {[round(x, 3) for x in r['losses']['torch']]}")
