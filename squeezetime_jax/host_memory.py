@@ -11,8 +11,8 @@ Two settings, both no-ops off glibc:
   memory in the heap for the next step and run CPU computations on the calling
   thread: only the main thread's heap can hold blocks this large (the heaps glibc
   gives other threads stop at 64 MiB, and map anything larger). A single shared heap
-  for all threads would do the same but makes XLA's threads contend for it (8-20%
-  slower inference). benchmarks/train_benchmark.py measures the effect
+  for all threads would do the same but makes XLA's threads contend for it (slower
+  inference). benchmarks/train_benchmark.py measures the effect
   (`--heap-variants`).
 * `release_freed_memory`: compiling the train step allocates and frees about 0.7 GiB
   of small blocks that glibc would otherwise keep resident for the whole run;
