@@ -24,8 +24,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -109,12 +109,19 @@ def _jax_worker(args):
                    else compiler_options())
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
     compiled = step.lower(state, batch).compile()
-    host_memory.release_freed_memory()  # as the trainer does after its first step compiles
+    host_memory.release_freed_memory()  # what compiling left, as the trainer's first step
+    steps_run = 0
 
     def run():
-        nonlocal state
+        nonlocal state, steps_run
         state, metrics = compiled(state, batch)
-        return float(metrics["loss"])  # waits for the step
+        loss = float(metrics["loss"])  # waits for the step
+        steps_run += 1
+        if steps_run == 1:
+            # As the trainer after its first step: the heap freed there goes back, so
+            # that later steps settle into one reused temporary buffer.
+            host_memory.release_freed_memory()
+        return loss
     run.hlo_text = compiled.as_text  # for step_profile.py
     return run
 
@@ -166,13 +173,8 @@ def worker(args) -> int:
     run = (_jax_worker if args.worker.startswith("jax") else _torch_worker)(args)
     # Before any step: the runtime, the state and (JAX) what compiling left resident.
     built_gib = _maxrss_gib()
-    for warmup_step in range(args.warmup):
+    for _ in range(args.warmup):
         run()
-        if warmup_step == 0 and args.worker.startswith("jax"):
-            # As the trainer after its first step: the heap freed there goes back, so
-            # that later steps settle into one reused temporary buffer.
-            from squeezetime_jax.host_memory import release_freed_memory
-            release_freed_memory()
     print(json.dumps({"ready": True, "built_gib": built_gib}), flush=True)
     for line in sys.stdin:
         if line.strip() == "step":
