@@ -23,20 +23,37 @@ from squeezetime_jax import host_memory
 from squeezetime_jax.training import distributed
 from squeezetime_jax.training.evaluate import evaluate_checkpoint, parse_protocol, watch
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config (configs/*.py): data and mesh.",
-                                          lock_config=False)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
-                                  "Training workdir, converted checkpoint directory or .pth.")
-_DATA = flags.DEFINE_string("data", None, "Prepared data directory (overrides data.data_dir).")
-_PROTOCOL = flags.DEFINE_string("protocol", "test", "val | test, optionally with overrides "
-                                "test:num_clips=N,num_crops=1|3,short_side=S,crop_size=C,split=X.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config (configs/*.py): data and mesh.", lock_config=False
+)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Training workdir, converted checkpoint directory or .pth."
+)
+_DATA = flags.DEFINE_string(
+    "data", None, "Prepared data directory (overrides data.data_dir)."
+)
+_PROTOCOL = flags.DEFINE_string(
+    "protocol",
+    "test",
+    "val | test, optionally with overrides "
+    "test:num_clips=N,num_crops=1|3,short_side=S,crop_size=C,split=X.",
+)
 _STEP = flags.DEFINE_integer("step", None, "Training step to evaluate (default: latest).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where metrics.json and predictions.npz go.")
-_BATCH = flags.DEFINE_integer("batch_size", None, "Global views per batch (config.eval_batch_size).")
-_WATCH = flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint of a training workdir.")
-_TIMEOUT = flags.DEFINE_float("timeout", 3600.0, "--watch: stop after this many seconds with "
-                              "no new checkpoint.")
-_POLL = flags.DEFINE_float("poll_seconds", 30.0, "--watch: seconds between looks for checkpoints.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where metrics.json and predictions.npz go."
+)
+_BATCH = flags.DEFINE_integer(
+    "batch_size", None, "Global views per batch (config.eval_batch_size)."
+)
+_WATCH = flags.DEFINE_bool(
+    "watch", False, "Evaluate each new checkpoint of a training workdir."
+)
+_TIMEOUT = flags.DEFINE_float(
+    "timeout", 3600.0, "--watch: stop after this many seconds with no new checkpoint."
+)
+_POLL = flags.DEFINE_float(
+    "poll_seconds", 30.0, "--watch: seconds between looks for checkpoints."
+)
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 distributed.define_flags()
 host_memory.define_flags()
@@ -50,13 +67,28 @@ def main(argv):
     distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
     if _WATCH.value:
-        watch(_CONFIG.value, _CHECKPOINT.value, protocol=protocol, data_dir=_DATA.value,
-              timeout=_TIMEOUT.value, poll_seconds=_POLL.value, batch_size=_BATCH.value,
-              output_root=_OUTPUT_DIR.value, progress=_PROGRESS.value)
+        watch(
+            _CONFIG.value,
+            _CHECKPOINT.value,
+            protocol=protocol,
+            data_dir=_DATA.value,
+            timeout=_TIMEOUT.value,
+            poll_seconds=_POLL.value,
+            batch_size=_BATCH.value,
+            output_root=_OUTPUT_DIR.value,
+            progress=_PROGRESS.value,
+        )
     else:
-        evaluate_checkpoint(_CONFIG.value, _CHECKPOINT.value, protocol=protocol,
-                            data_dir=_DATA.value, step=_STEP.value, output_dir=_OUTPUT_DIR.value,
-                            batch_size=_BATCH.value, progress=_PROGRESS.value)
+        evaluate_checkpoint(
+            _CONFIG.value,
+            _CHECKPOINT.value,
+            protocol=protocol,
+            data_dir=_DATA.value,
+            step=_STEP.value,
+            output_dir=_OUTPUT_DIR.value,
+            batch_size=_BATCH.value,
+            progress=_PROGRESS.value,
+        )
 
 
 if __name__ == "__main__":

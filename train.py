@@ -15,9 +15,12 @@ from squeezetime_jax import host_memory
 from squeezetime_jax.training import distributed
 from squeezetime_jax.training.trainer import train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and the saved config.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Training config (configs/*.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Checkpoints, metrics and the saved config."
+)
 distributed.define_flags()
 host_memory.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])

@@ -32,15 +32,24 @@ def _parser():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--torch-compile", action="store_true",
-                        help="also time torch.compile (inductor; compiles for minutes on CPU)")
-    parser.add_argument("--xla-defaults", action="store_true",
-                        help="also time JAX compiled with XLA's default options instead of "
-                             "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)")
-    parser.add_argument("--reuse-freed-memory", action="store_true",
-                        help="set up the process as eval.py does (squeezetime_jax.host_memory:"
-                             " freed heap memory kept for reuse, which PyTorch gets too, and "
-                             "CPU computations on the calling thread)")
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="also time torch.compile (inductor; compiles for minutes on CPU)",
+    )
+    parser.add_argument(
+        "--xla-defaults",
+        action="store_true",
+        help="also time JAX compiled with XLA's default options instead of "
+        "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)",
+    )
+    parser.add_argument(
+        "--reuse-freed-memory",
+        action="store_true",
+        help="set up the process as eval.py does (squeezetime_jax.host_memory:"
+        " freed heap memory kept for reuse, which PyTorch gets too, and "
+        "CPU computations on the calling thread)",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -72,6 +81,7 @@ def main(argv=None) -> int:
     pin_threads(args.threads)
     if args.reuse_freed_memory:
         from squeezetime_jax import host_memory
+
         host_memory.reuse_freed_memory()
         host_memory.run_cpu_computations_on_calling_thread()
     import jax
@@ -86,8 +96,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     twin = randomize_batchnorm_(SqueezeTimeTorch(), seed=0).eval()
-    conversion = from_torch({k: v.numpy() for k, v in twin.state_dict().items()},
-                            source="random K400 model")
+    conversion = from_torch(
+        {k: v.numpy() for k, v in twin.state_dict().items()}, source="random K400 model"
+    )
     model = build_model(conversion.config)
     variables = jax.device_put(conversion.variables)
     apply = lambda v, clip: model.apply(v, clip, train=False)
@@ -101,7 +112,9 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     for batch in [int(b) for b in args.batches.split(",")]:
         rng = np.random.default_rng(batch)
-        ncthw = rng.standard_normal((batch, 3, args.frames, args.size, args.size), np.float32)
+        ncthw = rng.standard_normal(
+            (batch, 3, args.frames, args.size, args.size), np.float32
+        )
         clip = jax.device_put(np.ascontiguousarray(np.transpose(ncthw, (0, 2, 3, 4, 1))))
         tensor = torch.from_numpy(ncthw)
         print(f"batch {batch}: compiling ...", file=sys.stderr)
@@ -111,23 +124,31 @@ def main(argv=None) -> int:
             def run():
                 with torch.inference_mode():
                     return module(tensor)
+
             return run
 
-        runners = {"JAX jit (XLA CPU)": lambda: forward(variables, clip).block_until_ready(),
-                   "PyTorch eager": eager(twin)}
+        runners = {
+            "JAX jit (XLA CPU)": lambda: forward(variables, clip).block_until_ready(),
+            "PyTorch eager": eager(twin),
+        }
         if forward_xla_defaults is not None:
-            runners["JAX jit, XLA default options"] = (
-                lambda: forward_xla_defaults(variables, clip).block_until_ready())
+            runners["JAX jit, XLA default options"] = lambda: forward_xla_defaults(
+                variables, clip
+            ).block_until_ready()
         with torch.inference_mode():
             torch_logits = twin(tensor).numpy()
-        agreement = float(np.abs(jax_logits - torch_logits).max() / np.abs(torch_logits).max())
+        agreement = float(
+            np.abs(jax_logits - torch_logits).max() / np.abs(torch_logits).max()
+        )
         if compiled_twin is not None:
             try:
                 eager(compiled_twin)()
                 runners["PyTorch torch.compile"] = eager(compiled_twin)
             except Exception as error:  # inductor needs a working C++ toolchain
                 print(f"torch.compile failed: {error!r}", file=sys.stderr)
-        print(f"batch {batch}: timing {args.repeats} interleaved rounds ...", file=sys.stderr)
+        print(
+            f"batch {batch}: timing {args.repeats} interleaved rounds ...", file=sys.stderr
+        )
         samples = time_interleaved(runners, args.repeats, args.warmup)
         results[batch] = {
             "agreement_rel": agreement,
@@ -137,27 +158,43 @@ def main(argv=None) -> int:
         }
     load_after = os.getloadavg()
 
-    print(f"\nSqueezeTime K400 (depth 50), {args.frames}x{args.size}x{args.size} float32, "
-          f"{args.threads} threads; {platform.machine()}, {os.cpu_count()} cores; "
-          f"jax {jax.__version__}, torch {torch.__version__}; {args.repeats} interleaved rounds; "
-          f"load average {load_before[0]:.1f}/{load_before[1]:.1f} before, "
-          f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n")
-    print("| batch | runtime | median ms | min ms | CPU ms per call | clips/s (median) "
-          "| median vs PyTorch eager | CPU vs PyTorch eager |")
+    print(
+        f"\nSqueezeTime K400 (depth 50), {args.frames}x{args.size}x{args.size} float32, "
+        f"{args.threads} threads; {platform.machine()}, {os.cpu_count()} cores; "
+        f"jax {jax.__version__}, torch {torch.__version__}; {args.repeats} interleaved rounds; "
+        f"load average {load_before[0]:.1f}/{load_before[1]:.1f} before, "
+        f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n"
+    )
+    print(
+        "| batch | runtime | median ms | min ms | CPU ms per call | clips/s (median) "
+        "| median vs PyTorch eager | CPU vs PyTorch eager |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for batch, r in results.items():
         base, base_cpu = r["median_ms"]["PyTorch eager"], r["cpu_ms"]["PyTorch eager"]
         for name, ms in r["median_ms"].items():
-            print(f"| {batch} | {name} | {ms:.1f} | {r['min_ms'][name]:.1f} | "
-                  f"{r['cpu_ms'][name]:.1f} | {batch * 1e3 / ms:.2f} | {ms / base:.2f}x | "
-                  f"{r['cpu_ms'][name] / base_cpu:.2f}x |")
+            print(
+                f"| {batch} | {name} | {ms:.1f} | {r['min_ms'][name]:.1f} | "
+                f"{r['cpu_ms'][name]:.1f} | {batch * 1e3 / ms:.2f} | {ms / base:.2f}x | "
+                f"{r['cpu_ms'][name] / base_cpu:.2f}x |"
+            )
     for batch, r in results.items():
-        print(f"batch {batch}: JAX vs PyTorch logits, max |diff| / max |logit| = "
-              f"{r['agreement_rel']:.1e}")
+        print(
+            f"batch {batch}: JAX vs PyTorch logits, max |diff| / max |logit| = "
+            f"{r['agreement_rel']:.1e}"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "threads": args.threads,
-                       "load_before": load_before, "load_after": load_after}, f, indent=2)
+            json.dump(
+                {
+                    "results": results,
+                    "threads": args.threads,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

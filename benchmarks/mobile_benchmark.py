@@ -29,8 +29,11 @@ RELEASED_TORCH_MS = 124.0  # the released PyTorch model measured on this machine
 
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=None,
-                        help=".pth or converted directory (default: random K400 model)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help=".pth or converted directory (default: random K400 model)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -38,9 +41,12 @@ def _parser():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--agreement-clips", type=int, default=16)
     parser.add_argument("--workdir", default=None, help="where to write the exported files")
-    parser.add_argument("--reuse", action="store_true",
-                        help="time the files already in --workdir (from an earlier run with "
-                             "the same --checkpoint) instead of exporting again")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the files already in --workdir (from an earlier run with "
+        "the same --checkpoint) instead of exporting again",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -73,23 +79,29 @@ def _conversion(checkpoint):
         return load_variables(checkpoint)
     torch.manual_seed(0)
     twin = randomize_batchnorm_(SqueezeTimeTorch(), seed=0)
-    return from_torch({k: v.numpy() for k, v in twin.state_dict().items()},
-                      source="random K400 model")
+    return from_torch(
+        {k: v.numpy() for k, v in twin.state_dict().items()}, source="random K400 model"
+    )
 
 
 def _agreement(candidate, reference):
     import numpy as np
 
     rel = np.abs(candidate - reference).max(-1) / np.abs(reference).max(-1)
-    cos = (candidate * reference).sum(-1) / (np.linalg.norm(candidate, axis=-1)
-                                             * np.linalg.norm(reference, axis=-1))
-    top5 = [len(set(np.argsort(-c)[:5]) & set(np.argsort(-r)[:5])) / 5
-            for c, r in zip(candidate, reference)]
-    return {"median_relative_error": float(np.median(rel)),
-            "max_relative_error": float(rel.max()),
-            "min_cosine": float(cos.min()),
-            "top1_agreement": float((candidate.argmax(-1) == reference.argmax(-1)).mean()),
-            "top5_overlap": float(np.mean(top5))}
+    cos = (candidate * reference).sum(-1) / (
+        np.linalg.norm(candidate, axis=-1) * np.linalg.norm(reference, axis=-1)
+    )
+    top5 = [
+        len(set(np.argsort(-c)[:5]) & set(np.argsort(-r)[:5])) / 5
+        for c, r in zip(candidate, reference)
+    ]
+    return {
+        "median_relative_error": float(np.median(rel)),
+        "max_relative_error": float(rel.max()),
+        "min_cosine": float(cos.min()),
+        "top1_agreement": float((candidate.argmax(-1) == reference.argmax(-1)).mean()),
+        "top5_overlap": float(np.mean(top5)),
+    }
 
 
 def main(argv=None) -> int:
@@ -125,22 +137,31 @@ def main(argv=None) -> int:
     folded = export.inference_model(twin, frames, size)
     program = export.export_program(folded, x)
     path = lambda name: os.path.join(workdir, name)
-    pt2, pte, onnx_path, pte_int8 = (path("squeezetime.pt2"), path("squeezetime_xnnpack.pte"),
-                                     path("squeezetime.onnx"),
-                                     path("squeezetime_xnnpack_int8.pte"))
+    pt2, pte, onnx_path, pte_int8 = (
+        path("squeezetime.pt2"),
+        path("squeezetime_xnnpack.pte"),
+        path("squeezetime.onnx"),
+        path("squeezetime_xnnpack_int8.pte"),
+    )
     if not args.reuse or not all(map(os.path.isfile, (pt2, pte, onnx_path, pte_int8))):
         export.write_pt2(pt2, program)
         export.write_pte(pte, program, log=lambda line: print(line, file=sys.stderr))
         export.write_onnx(onnx_path, program)
-        calibration = [export.to_program_input(export.reference_clip(frames, size, seed))
-                       for seed in range(1, export.CALIBRATION_CLIPS + 1)]
-        export.write_pte(pte_int8, export.quantize_int8(folded, x, calibration),
-                         log=lambda line: print(line, file=sys.stderr))
+        calibration = [
+            export.to_program_input(export.reference_clip(frames, size, seed))
+            for seed in range(1, export.CALIBRATION_CLIPS + 1)
+        ]
+        export.write_pte(
+            pte_int8,
+            export.quantize_int8(folded, x, calibration),
+            log=lambda line: print(line, file=sys.stderr),
+        )
 
     def eager(model):
         def run(inp):
             with torch.inference_mode():
                 return model(torch.from_numpy(inp)).numpy()
+
         return run
 
     runners = {
@@ -169,46 +190,81 @@ def main(argv=None) -> int:
         spreads[name] = (q[0], q[-1])
 
     print("agreement on generated clips ...", file=sys.stderr)
-    clips = [export.reference_clip(frames, size, seed) for seed in
-             range(100, 100 + args.agreement_clips)]
-    reference = np.concatenate([np.asarray(jax_apply(conversion.variables,
-                                                     jnp.asarray(export.normalize(c)[None])))
-                                for c in clips])
-    outputs = {name: np.concatenate([runners[name](export.to_program_input(c)) for c in clips])
-               for name in ("ExecuTorch XNNPACK fp32 (.pte)", "ExecuTorch XNNPACK int8 (.pte)",
-                            "onnxruntime (.onnx)")}
+    clips = [
+        export.reference_clip(frames, size, seed)
+        for seed in range(100, 100 + args.agreement_clips)
+    ]
+    reference = np.concatenate(
+        [
+            np.asarray(
+                jax_apply(conversion.variables, jnp.asarray(export.normalize(c)[None]))
+            )
+            for c in clips
+        ]
+    )
+    outputs = {
+        name: np.concatenate([runners[name](export.to_program_input(c)) for c in clips])
+        for name in (
+            "ExecuTorch XNNPACK fp32 (.pte)",
+            "ExecuTorch XNNPACK int8 (.pte)",
+            "onnxruntime (.onnx)",
+        )
+    }
     agreement = {name: _agreement(out, reference) for name, out in outputs.items()}
 
     base = medians["JAX (jit, XLA CPU)"]
-    print(f"\nSqueezeTime K400 (depth 50), batch 1, {frames}x{size}x{size}, {args.threads} "
-          f"threads; {platform.machine()}, {os.cpu_count()} cores; {args.repeats} interleaved "
-          f"rounds; 1-min load average {load_before:.2f} before timing, "
-          f"{os.getloadavg()[0]:.2f} after\n")
-    print("| runtime | median ms | min ms | p10-p90 ms | vs JAX | vs released PyTorch 124 ms "
-          "| vs paper phone 139 ms |")
+    print(
+        f"\nSqueezeTime K400 (depth 50), batch 1, {frames}x{size}x{size}, {args.threads} "
+        f"threads; {platform.machine()}, {os.cpu_count()} cores; {args.repeats} interleaved "
+        f"rounds; 1-min load average {load_before:.2f} before timing, "
+        f"{os.getloadavg()[0]:.2f} after\n"
+    )
+    print(
+        "| runtime | median ms | min ms | p10-p90 ms | vs JAX | vs released PyTorch 124 ms "
+        "| vs paper phone 139 ms |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, ms in medians.items():
         lo, hi = spreads[name]
-        print(f"| {name} | {ms:.1f} | {minima[name]:.1f} | {lo:.1f}-{hi:.1f} | "
-              f"{ms / base:.2f}x | {ms / RELEASED_TORCH_MS:.2f}x | {ms / PAPER_PHONE_MS:.2f}x |")
+        print(
+            f"| {name} | {ms:.1f} | {minima[name]:.1f} | {lo:.1f}-{hi:.1f} | "
+            f"{ms / base:.2f}x | {ms / RELEASED_TORCH_MS:.2f}x | {ms / PAPER_PHONE_MS:.2f}x |"
+        )
     print(f"\nLogit agreement with the JAX float32 model on {len(clips)} generated clips\n")
-    print("| program | median rel. err | max rel. err | min cosine | top-1 agree | "
-          "top-5 overlap |")
+    print(
+        "| program | median rel. err | max rel. err | min cosine | top-1 agree | "
+        "top-5 overlap |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, a in agreement.items():
-        print(f"| {name} | {a['median_relative_error']:.2e} | {a['max_relative_error']:.2e} "
-              f"| {a['min_cosine']:.5f} | {a['top1_agreement']:.0%} | {a['top5_overlap']:.0%} |")
-    sizes = {os.path.basename(p): os.path.getsize(p) / 2**20
-             for p in (pt2, pte, pte_int8, onnx_path)}
+        print(
+            f"| {name} | {a['median_relative_error']:.2e} | {a['max_relative_error']:.2e} "
+            f"| {a['min_cosine']:.5f} | {a['top1_agreement']:.0%} | {a['top5_overlap']:.0%} |"
+        )
+    sizes = {
+        os.path.basename(p): os.path.getsize(p) / 2**20
+        for p in (pt2, pte, pte_int8, onnx_path)
+    }
     print("\nfile sizes (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()))
     if not args.checkpoint:
-        print("note: random weights; a trained model's logits are more peaked, so its top-1 "
-              "agreement under int8 is typically higher than a random model's.")
+        print(
+            "note: random weights; a trained model's logits are more peaked, so its top-1 "
+            "agreement under int8 is typically higher than a random model's."
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"median_ms": medians, "min_ms": minima, "p10_p90_ms": spreads,
-                       "agreement": agreement, "file_mib": sizes, "threads": args.threads},
-                      f, indent=2)
+            json.dump(
+                {
+                    "median_ms": medians,
+                    "min_ms": minima,
+                    "p10_p90_ms": spreads,
+                    "agreement": agreement,
+                    "file_mib": sizes,
+                    "threads": args.threads,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -44,16 +44,21 @@ def _called_computations(hlo: str) -> tuple[dict[str, str], dict[str, str]]:
         match = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (.*)", line)
         if match:
             lines.setdefault(match.group(1), match.group(2))
-    bodies = {m.group(1): m.group(2)
-              for m in re.finditer(r"\n%?([\w.\-]+) \([^\n]*\{\n(.*?)\n\}", hlo, re.S)}
+    bodies = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"\n%?([\w.\-]+) \([^\n]*\{\n(.*?)\n\}", hlo, re.S)
+    }
     return lines, bodies
 
 
 def ynn_kind(name: str, lines: dict, bodies: dict) -> str:
     call = re.search(r"calls=%?([\w.\-]+)", lines.get(name, ""))
     body = bodies.get(call.group(1), "") if call else ""
-    conv = re.search(r"ROOT \S+ = \w+\[(\d+),(\d+),(\d+),\d+\]\S* convolution\("
-                     r"%?([\w.\-]+), [^)]*\), window=\{size=(\d+)x\d+([^}]*)\}", body)
+    conv = re.search(
+        r"ROOT \S+ = \w+\[(\d+),(\d+),(\d+),\d+\]\S* convolution\("
+        r"%?([\w.\-]+), [^)]*\), window=\{size=(\d+)x\d+([^}]*)\}",
+        body,
+    )
     if conv:
         out_h, size, extra = int(conv.group(2)), int(conv.group(5)), conv.group(6)
         lhs = re.search(rf"%?{re.escape(conv.group(4))} = \w+\[\d+,(\d+),", body)
@@ -67,13 +72,21 @@ def ynn_kind(name: str, lines: dict, bodies: dict) -> str:
 
 
 def torch_profile(args) -> int:
+    import train_benchmark
     from torch.profiler import ProfilerActivity, profile
 
-    import train_benchmark
-
     worker_args = train_benchmark._parser().parse_args(
-        ["--worker", "torch", "--batch", str(args.batch), "--size", str(args.size),
-         "--threads", str(args.cores or 2)])
+        [
+            "--worker",
+            "torch",
+            "--batch",
+            str(args.batch),
+            "--size",
+            str(args.size),
+            "--threads",
+            str(args.cores or 2),
+        ]
+    )
     run = train_benchmark._torch_worker(worker_args)
     run(), run()
     start = time.perf_counter()
@@ -83,11 +96,13 @@ def torch_profile(args) -> int:
         run()
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in ops) / 1e3
-    print(f"PyTorch train step, batch {args.batch}, 16x{args.size}x{args.size} float32, "
-          f"{args.cores or 2} threads: {wall * 1e3:.0f} ms wall; {total:.0f} ms of ops "
-          f"(self CPU time of the calling thread)\n")
+    print(
+        f"PyTorch train step, batch {args.batch}, 16x{args.size}x{args.size} float32, "
+        f"{args.cores or 2} threads: {wall * 1e3:.0f} ms wall; {total:.0f} ms of ops "
+        f"(self CPU time of the calling thread)\n"
+    )
     print("| op | calls | self ms |\n|---|---:|---:|")
-    for event in ops[:args.top]:
+    for event in ops[: args.top]:
         print(f"| {event.key} | {event.count} | {event.self_cpu_time_total / 1e3:.1f} |")
     return 0
 
@@ -97,21 +112,25 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--top", type=int, default=12)
-    parser.add_argument("--cores", type=int, default=None,
-                        help="pin to this many cores before XLA starts (default: all)")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=None,
+        help="pin to this many cores before XLA starts (default: all)",
+    )
     parser.add_argument("--framework", choices=("jax", "torch"), default="jax")
     args = parser.parse_args()
     if args.cores:
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     if args.framework == "torch":
         return torch_profile(args)
 
     import jax
-
     import train_benchmark
 
     worker_args = train_benchmark._parser().parse_args(
-        ["--worker", "jax", "--batch", str(args.batch), "--size", str(args.size)])
+        ["--worker", "jax", "--batch", str(args.batch), "--size", str(args.size)]
+    )
     run = train_benchmark._jax_worker(worker_args)
     run(), run()
     start = time.perf_counter()
@@ -134,9 +153,11 @@ def main() -> int:
         kinds[kind] += event.get("dur", 0) / 1e3
         if kind == "ynn_fusion":
             ynn[ynn_kind(name, lines, bodies)] += event.get("dur", 0) / 1e3
-    print(f"train step, batch {args.batch}, 16x{args.size}x{args.size} float32: "
-          f"{wall * 1e3:.0f} ms wall; {sum(kinds.values()):.0f} ms of XLA ops "
-          f"(summed over threads)\n")
+    print(
+        f"train step, batch {args.batch}, 16x{args.size}x{args.size} float32: "
+        f"{wall * 1e3:.0f} ms wall; {sum(kinds.values()):.0f} ms of XLA ops "
+        f"(summed over threads)\n"
+    )
     print("| op kind | ms |\n|---|---:|")
     for kind, ms in kinds.most_common(args.top):
         print(f"| {kind} | {ms:.1f} |")

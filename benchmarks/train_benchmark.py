@@ -31,11 +31,14 @@ import sys
 import time
 
 REFERENCE_BATCH = 64
-LABELS = {"jax": "JAX (jit, donated state)", "torch": "PyTorch eager",
-          "jax-xla-defaults": "JAX, XLA default options",
-          "jax-xla-gradients": "JAX, XLA's kernel gradients",
-          "jax-default-heap": "JAX, glibc's default heap settings",
-          "torch-reuse-heap": "PyTorch eager, heap reused as JAX's"}
+LABELS = {
+    "jax": "JAX (jit, donated state)",
+    "torch": "PyTorch eager",
+    "jax-xla-defaults": "JAX, XLA default options",
+    "jax-xla-gradients": "JAX, XLA's kernel gradients",
+    "jax-default-heap": "JAX, glibc's default heap settings",
+    "torch-reuse-heap": "PyTorch eager, heap reused as JAX's",
+}
 
 
 def _parser():
@@ -46,19 +49,29 @@ def _parser():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--worker", choices=tuple(LABELS), default=None,
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=tuple(LABELS), default=None, help=argparse.SUPPRESS
+    )
     parser.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
-    parser.add_argument("--xla-defaults", action="store_true",
-                        help="also run JAX compiled with XLA's default options instead of "
-                             "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)")
-    parser.add_argument("--xla-gradients", action="store_true",
-                        help="also run JAX with XLA's own convolution kernel gradients "
-                             "instead of squeezetime_jax.models.convolution's (1x1 layers "
-                             "stay matmuls)")
-    parser.add_argument("--heap-variants", action="store_true",
-                        help="also run JAX with glibc's default heap settings (freed large "
-                             "blocks unmapped) and PyTorch with the heap settings JAX uses")
+    parser.add_argument(
+        "--xla-defaults",
+        action="store_true",
+        help="also run JAX compiled with XLA's default options instead of "
+        "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)",
+    )
+    parser.add_argument(
+        "--xla-gradients",
+        action="store_true",
+        help="also run JAX with XLA's own convolution kernel gradients "
+        "instead of squeezetime_jax.models.convolution's (1x1 layers "
+        "stay matmuls)",
+    )
+    parser.add_argument(
+        "--heap-variants",
+        action="store_true",
+        help="also run JAX with glibc's default heap settings (freed large "
+        "blocks unmapped) and PyTorch with the heap settings JAX uses",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser
 
@@ -72,8 +85,10 @@ def _random_batch(batch: int, frames: int, size: int, seed: int):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return {"video": rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8),
-            "label": rng.integers(0, 400, (batch,), dtype=np.int32)}
+    return {
+        "video": rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8),
+        "label": rng.integers(0, 400, (batch,), dtype=np.int32),
+    }
 
 
 def _jax_worker(args):
@@ -95,18 +110,23 @@ def _jax_worker(args):
     if args.worker == "jax-xla-gradients":
         # This worker's own process: swap the model's convolution for the 1x1-only form.
         from squeezetime_jax.models import convolution, squeezetime
+
         squeezetime.conv_general_dilated = convolution.conv_pointwise_as_matmul
     model = build_model(model_config())
     config = _optim_config(optim)
-    schedule = optim.make_schedule(config, args.batch, total_steps=1000, steps_per_epoch=100)
+    schedule = optim.make_schedule(
+        config, args.batch, total_steps=1000, steps_per_epoch=100
+    )
     tx = optim.make_optimizer(config, schedule)
-    init = functools.partial(create_train_state, model, tx,
-                             clip_shape=(1, args.frames, args.size, args.size, 3))
+    init = functools.partial(
+        create_train_state, model, tx, clip_shape=(1, args.frames, args.size, args.size, 3)
+    )
     state = init_train_state(init, jax.random.key_data(jax.random.key(0)), None)
-    step = jax.jit(functools.partial(train_step, model=model, tx=tx, schedule=schedule),
-                   donate_argnums=0,
-                   compiler_options=None if args.worker == "jax-xla-defaults"
-                   else compiler_options())
+    step = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, schedule=schedule),
+        donate_argnums=0,
+        compiler_options=None if args.worker == "jax-xla-defaults" else compiler_options(),
+    )
     batch = jax.device_put(_random_batch(args.batch, args.frames, args.size, 0))
     compiled = step.lower(state, batch).compile()
     host_memory.release_freed_memory()  # what compiling left, as the trainer's first step
@@ -122,6 +142,7 @@ def _jax_worker(args):
             # that later steps settle into one reused temporary buffer.
             host_memory.release_freed_memory()
         return loss
+
     run.hlo_text = compiled.as_text  # for step_profile.py
     return run
 
@@ -129,15 +150,18 @@ def _jax_worker(args):
 def _optim_config(optim):
     import ml_collections
 
-    return ml_collections.ConfigDict({
-        "optimizer": optim.optimizer_config(),
-        "schedule": {"name": "constant"},
-    })
+    return ml_collections.ConfigDict(
+        {
+            "optimizer": optim.optimizer_config(),
+            "schedule": {"name": "constant"},
+        }
+    )
 
 
 def _torch_worker(args):
     if args.worker == "torch-reuse-heap":
         from squeezetime_jax import host_memory
+
         host_memory.reuse_freed_memory()
     import torch
     import torch.nn.functional as F
@@ -164,6 +188,7 @@ def _torch_worker(args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=40.0)
         sgd.step()
         return loss.item()
+
     return run
 
 
@@ -182,9 +207,17 @@ def worker(args) -> int:
             loss = run()
             seconds = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_SELF)
-            print(json.dumps({"seconds": seconds, "loss": loss,
-                              "page_faults": after.ru_minflt - before.ru_minflt,
-                              "system_seconds": after.ru_stime - before.ru_stime}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "seconds": seconds,
+                        "loss": loss,
+                        "page_faults": after.ru_minflt - before.ru_minflt,
+                        "system_seconds": after.ru_stime - before.ru_stime,
+                    }
+                ),
+                flush=True,
+            )
         else:
             break
     print(json.dumps({"maxrss_gib": _maxrss_gib()}), flush=True)
@@ -197,10 +230,25 @@ def _maxrss_gib() -> float:
 
 
 def _spawn(framework: str, batch: int, args) -> subprocess.Popen:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", framework,
-               "--batch", str(batch), "--threads", str(args.threads), "--warmup",
-               str(args.warmup), "--frames", str(args.frames), "--size", str(args.size)]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        framework,
+        "--batch",
+        str(batch),
+        "--threads",
+        str(args.threads),
+        "--warmup",
+        str(args.warmup),
+        "--frames",
+        str(args.frames),
+        "--size",
+        str(args.size),
+    ]
+    return subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
 
 def _read(proc: subprocess.Popen) -> dict:
@@ -212,9 +260,12 @@ def _read(proc: subprocess.Popen) -> dict:
 
 def measure(batch: int, args) -> dict:
     """The workers for one batch size, driven in interleaved rounds."""
-    names = (("jax", "torch") + (("jax-xla-defaults",) if args.xla_defaults else ())
-             + (("jax-xla-gradients",) if args.xla_gradients else ())
-             + (("jax-default-heap", "torch-reuse-heap") if args.heap_variants else ()))
+    names = (
+        ("jax", "torch")
+        + (("jax-xla-defaults",) if args.xla_defaults else ())
+        + (("jax-xla-gradients",) if args.xla_gradients else ())
+        + (("jax-default-heap", "torch-reuse-heap") if args.heap_variants else ())
+    )
     workers = {name: _spawn(name, batch, args) for name in names}
     # Compiling/warming up one at a time keeps them from slowing each other down.
     built = {name: _read(proc)["built_gib"] for name, proc in workers.items()}
@@ -237,8 +288,14 @@ def measure(batch: int, args) -> dict:
         proc.stdin.flush()
         rss[name] = _read(proc)["maxrss_gib"]
         proc.wait()
-    return {"seconds": seconds, "losses": losses, "maxrss_gib": rss, "built_gib": built,
-            "page_faults": faults, "system_seconds": system}
+    return {
+        "seconds": seconds,
+        "losses": losses,
+        "maxrss_gib": rss,
+        "built_gib": built,
+        "page_faults": faults,
+        "system_seconds": system,
+    }
 
 
 def main(argv=None) -> int:
@@ -248,34 +305,52 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     results = {}
     for batch in [int(b) for b in args.batches.split(",")]:
-        print(f"batch {batch}: starting workers (JAX compiles for a few minutes) ...",
-              file=sys.stderr)
+        print(
+            f"batch {batch}: starting workers (JAX compiles for a few minutes) ...",
+            file=sys.stderr,
+        )
         results[batch] = measure(batch, args)
     load_after = os.getloadavg()
-    print(f"\nSqueezeTime K400 (depth 50) train step, {args.frames}x{args.size}x{args.size} "
-          f"float32, {args.threads} threads; {platform.machine()}, {os.cpu_count()} cores; "
-          f"{args.steps} interleaved steps after {args.warmup} warm-up; load average "
-          f"{load_before[0]:.1f}/{load_before[1]:.1f} before, "
-          f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n")
-    print("| batch | framework | median s/step | min s/step | clips/s (median) "
-          "| speed vs PyTorch | peak RSS GiB | of which before the first step GiB "
-          "| page faults per step | system CPU s per step |")
+    print(
+        f"\nSqueezeTime K400 (depth 50) train step, {args.frames}x{args.size}x{args.size} "
+        f"float32, {args.threads} threads; {platform.machine()}, {os.cpu_count()} cores; "
+        f"{args.steps} interleaved steps after {args.warmup} warm-up; load average "
+        f"{load_before[0]:.1f}/{load_before[1]:.1f} before, "
+        f"{load_after[0]:.1f}/{load_after[1]:.1f} after\n"
+    )
+    print(
+        "| batch | framework | median s/step | min s/step | clips/s (median) "
+        "| speed vs PyTorch | peak RSS GiB | of which before the first step GiB "
+        "| page faults per step | system CPU s per step |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for batch, r in results.items():
         medians = {k: statistics.median(v) for k, v in r["seconds"].items()}
         for name in r["seconds"]:
             label, speedup = LABELS[name], medians["torch"] / medians[name]
-            print(f"| {batch} | {label} | {medians[name]:.2f} | {min(r['seconds'][name]):.2f} | "
-                  f"{batch / medians[name]:.2f} | {speedup:.2f}x | {r['maxrss_gib'][name]:.2f} | "
-                  f"{r['built_gib'][name]:.2f} | {statistics.median(r['page_faults'][name]):,.0f} "
-                  f"| {statistics.median(r['system_seconds'][name]):.2f} |")
+            print(
+                f"| {batch} | {label} | {medians[name]:.2f} | {min(r['seconds'][name]):.2f} | "
+                f"{batch / medians[name]:.2f} | {speedup:.2f}x | {r['maxrss_gib'][name]:.2f} | "
+                f"{r['built_gib'][name]:.2f} | {statistics.median(r['page_faults'][name]):,.0f} "
+                f"| {statistics.median(r['system_seconds'][name]):.2f} |"
+            )
     for batch, r in results.items():
-        print(f"batch {batch}: losses JAX {[round(x, 3) for x in r['losses']['jax']]}, "
-              f"PyTorch {[round(x, 3) for x in r['losses']['torch']]}")
+        print(
+            f"batch {batch}: losses JAX {[round(x, 3) for x in r['losses']['jax']]}, "
+            f"PyTorch {[round(x, 3) for x in r['losses']['torch']]}"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "threads": args.threads,
-                       "load_before": load_before, "load_after": load_after}, f, indent=2)
+            json.dump(
+                {
+                    "results": results,
+                    "threads": args.threads,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -41,16 +41,22 @@ def get_config(arg=None):
     config.seed = 0
 
     size = 32 if variant.quick else 56
-    config.model = model_config(depth=10, widen_factor=0.25, num_frames=8,
-                                num_classes=len(CLASSES), image_size=size,
-                                # Feature sizes of the 4 stages at 56x56 input.
-                                pos_dims=(14, 7, 4, 2), dropout_rate=0.0)
+    config.model = model_config(
+        depth=10,
+        widen_factor=0.25,
+        num_frames=8,
+        num_classes=len(CLASSES),
+        image_size=size,
+        # Feature sizes of the 4 stages at 56x56 input.
+        pos_dims=(14, 7, 4, 2),
+        dropout_rate=0.0,
+    )
 
     config.data = default_data_config()
     config.data.dataset = "squeezetime_video/custom"
     config.data.num_frames = 8
     config.data.frame_interval = 4
-    config.data.num_workers = 1   # one decoding process next to training on 2 cores
+    config.data.num_workers = 1  # one decoding process next to training on 2 cores
     config.data.train.short_side = size * 8 // 7
     config.data.train.crop_size = size
     config.data.train.multiscale_crop = False
@@ -62,7 +68,7 @@ def get_config(arg=None):
         protocol.crop_size = size
 
     config.batch_size = 32
-    config.eval_batch_size = 120   # 4 videos of 10 clips x 3 crops; divisible by 8 devices
+    config.eval_batch_size = 120  # 4 videos of 10 clips x 3 crops; divisible by 8 devices
     config.total_epochs = placeholder(float)
     config.total_steps = placeholder(int)
     # The network starts reading the motion after 300-900 steps, and when depends on
@@ -71,17 +77,19 @@ def get_config(arg=None):
     config.total_steps = 6 if variant.quick else 1500
 
     config.optimizer = optimizer_config()
-    config.optimizer.base_lr = 0.05   # per 64 clips: 0.025 at batch 32
+    config.optimizer.base_lr = 0.05  # per 64 clips: 0.025 at batch 32
     config.optimizer.weight_decay = 5e-5
-    config.schedule = ml_collections.ConfigDict(dict(
-        name="warmup_cosine",
-        warmup_epochs=placeholder(float),
-        warmup_steps=placeholder(int),
-        warmup_start_factor=0.1,
-        end_lr=1e-4,
-        decay_epochs=(),
-        decay_factor=0.1,
-    ))
+    config.schedule = ml_collections.ConfigDict(
+        dict(
+            name="warmup_cosine",
+            warmup_epochs=placeholder(float),
+            warmup_steps=placeholder(int),
+            warmup_start_factor=0.1,
+            end_lr=1e-4,
+            decay_epochs=(),
+            decay_factor=0.1,
+        )
+    )
     config.schedule.warmup_steps = 2 if variant.quick else 30
 
     config.log_every_steps = 2 if variant.quick else 25

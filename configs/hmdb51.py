@@ -16,10 +16,14 @@ def get_config(arg=None):
     variant = parse_arg(arg, split=1, depth=50, frames=16, widen=1.0, batch=64)
     if variant.split not in (1, 2, 3):
         raise ValueError(f"HMDB51 has splits 1, 2 and 3, got {variant.split}")
-    config = k400.get_config(f"depth={variant.depth},frames={variant.frames},"
-                             f"widen={variant.widen},batch={variant.batch}")
+    config = k400.get_config(
+        f"depth={variant.depth},frames={variant.frames},"
+        f"widen={variant.widen},batch={variant.batch}"
+    )
     config.model.num_classes = 51
-    config.data.dataset = config.data.dataset.replace("kinetics400", f"hmdb51_split{variant.split}")
+    config.data.dataset = config.data.dataset.replace(
+        "kinetics400", f"hmdb51_split{variant.split}"
+    )
     # Validation at short side 224; the released test protocol is 2 clips x 3 crops at 286.
     config.data.val.short_side = 224
     config.data.test.num_clips = 2

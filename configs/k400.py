@@ -23,12 +23,16 @@ def get_config(arg=None):
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.model = model_config(depth=variant.depth, num_frames=variant.frames,
-                                widen_factor=variant.widen, num_classes=400)
+    config.model = model_config(
+        depth=variant.depth,
+        num_frames=variant.frames,
+        widen_factor=variant.widen,
+        num_classes=400,
+    )
 
     config.data = default_data_config()
     config.data.num_frames = variant.frames
-    config.data.num_examples = 1024   # size of the built-in dataset="random" (benchmarks)
+    config.data.num_examples = 1024  # size of the built-in dataset="random" (benchmarks)
 
     # Global batch over all devices of all processes; the release trains at 512.
     config.batch_size = variant.batch
@@ -39,15 +43,17 @@ def get_config(arg=None):
 
     # lr 0.015 per 64 clips, scaled linearly with the global batch.
     config.optimizer = optimizer_config()
-    config.schedule = ml_collections.ConfigDict(dict(
-        name="warmup_cosine",
-        warmup_epochs=placeholder(float),
-        warmup_steps=placeholder(int),
-        warmup_start_factor=0.1,
-        end_lr=1.5e-4,            # absolute: the release's unscaled base_lr / 100
-        decay_epochs=(),          # used by name="step"
-        decay_factor=0.1,
-    ))
+    config.schedule = ml_collections.ConfigDict(
+        dict(
+            name="warmup_cosine",
+            warmup_epochs=placeholder(float),
+            warmup_steps=placeholder(int),
+            warmup_start_factor=0.1,
+            end_lr=1.5e-4,  # absolute: the release's unscaled base_lr / 100
+            decay_epochs=(),  # used by name="step"
+            decay_factor=0.1,
+        )
+    )
     config.schedule.warmup_epochs = 8.0
 
     config.log_every_steps = 50
@@ -62,10 +68,10 @@ def get_config(arg=None):
     # One data axis over every device; -1 means "all remaining devices".
     config.mesh_shape = (-1,)
     config.mesh_axes = ("data",)
-    config.shard_params = False   # True: FSDP-style, parameters split along `data`
+    config.shard_params = False  # True: FSDP-style, parameters split along `data`
 
     # Initialization from another checkpoint (.pth, converted or training dir).
     config.init_from = ""
-    config.init_batch_stats = False   # the release's ImageNet init copies params only
+    config.init_batch_stats = False  # the release's ImageNet init copies params only
     config.init_reinit_head = False
     return config

@@ -19,8 +19,7 @@ import jax
 # XLA's default list minus LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION. The option
 # is XLA's and may change name with it: jax is pinned in pyproject.toml.
 CPU_OPTIONS = {
-    "xla_cpu_experimental_ynn_fusion_type":
-        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
 }
 
 

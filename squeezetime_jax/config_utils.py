@@ -22,10 +22,14 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
         if not item.strip():
             continue
         if "=" not in item:
-            raise ValueError(f"config variant {item!r} is not of the form key=value (in {arg!r})")
+            raise ValueError(
+                f"config variant {item!r} is not of the form key=value (in {arg!r})"
+            )
         key, value = (part.strip() for part in item.split("=", 1))
         if key not in defaults:
-            raise ValueError(f"unknown config variant {key!r} in {arg!r}; known: {sorted(defaults)}")
+            raise ValueError(
+                f"unknown config variant {key!r} in {arg!r}; known: {sorted(defaults)}"
+            )
         default = defaults[key]
         if isinstance(default, bool):
             if value.lower() not in ("true", "false", "1", "0"):
@@ -35,15 +39,20 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
             try:
                 result[key] = type(default)(value)
             except ValueError as error:
-                raise ValueError(f"config variant {key} expects {type(default).__name__}, "
-                                 f"got {value!r}") from error
+                raise ValueError(
+                    f"config variant {key} expects {type(default).__name__}, got {value!r}"
+                ) from error
         else:
             result[key] = ast.literal_eval(value)
     return result
 
 
-def resolve_steps(config: ml_collections.ConfigDict, prefix: str, steps_per_epoch: int,
-                  default: int | None = None) -> int:
+def resolve_steps(
+    config: ml_collections.ConfigDict,
+    prefix: str,
+    steps_per_epoch: int,
+    default: int | None = None,
+) -> int:
     """Turns `{prefix}_steps` or `{prefix}_epochs` of `config` into a step count.
 
     `{prefix}_steps` wins when set, so `--config.total_steps=100` overrides a
@@ -56,7 +65,9 @@ def resolve_steps(config: ml_collections.ConfigDict, prefix: str, steps_per_epoc
         return int(steps)
     if epochs is not None:
         if steps_per_epoch <= 0:
-            raise ValueError(f"{prefix}_epochs needs a dataset size; steps_per_epoch={steps_per_epoch}")
+            raise ValueError(
+                f"{prefix}_epochs needs a dataset size; steps_per_epoch={steps_per_epoch}"
+            )
         return int(round(epochs * steps_per_epoch))
     if default is None:
         raise ValueError(f"set {prefix}_steps or {prefix}_epochs")

@@ -17,24 +17,38 @@ from squeezetime_jax.interop.errors import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m squeezetime_jax.convert",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m squeezetime_jax.convert", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     src = commands.add_parser("from-torch", help="PyTorch .pth -> converted checkpoint dir")
     src.add_argument("input", metavar="IN.pth")
     src.add_argument("output", metavar="OUT_DIR")
-    src.add_argument("--drop-head", action="store_true",
-                     help="discard the classifier and initialize a new one (needs "
-                          "--num-classes)")
-    src.add_argument("--num-classes", type=int, default=None,
-                     help="classes of the converted model (must match the checkpoint "
-                          "unless --drop-head)")
+    src.add_argument(
+        "--drop-head",
+        action="store_true",
+        help="discard the classifier and initialize a new one (needs --num-classes)",
+    )
+    src.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classes of the converted model (must match the checkpoint "
+        "unless --drop-head)",
+    )
     src.add_argument("--seed", type=int, default=0, help="seed of a re-initialized head")
     dst = commands.add_parser("to-torch", help="checkpoint -> PyTorch .pth")
-    dst.add_argument("input", metavar="CKPT", help="converted checkpoint directory, train.py workdir (latest step) or .pth")
+    dst.add_argument(
+        "input",
+        metavar="CKPT",
+        help="converted checkpoint directory, train.py workdir (latest step) or .pth",
+    )
     dst.add_argument("output", metavar="OUT.pth")
-    dst.add_argument("--plain", action="store_true",
-                     help="write the bare state_dict instead of {'state_dict', 'meta'}")
+    dst.add_argument(
+        "--plain",
+        action="store_true",
+        help="write the bare state_dict instead of {'state_dict', 'meta'}",
+    )
     return parser
 
 
@@ -43,8 +57,9 @@ def from_torch(args) -> None:
 
     if args.drop_head and args.num_classes is None:
         raise ValueError("--drop-head needs --num-classes N")
-    conversion = load_torch_checkpoint(args.input, drop_head=args.drop_head,
-                                       num_classes=args.num_classes, seed=args.seed)
+    conversion = load_torch_checkpoint(
+        args.input, drop_head=args.drop_head, num_classes=args.num_classes, seed=args.seed
+    )
     save_converted(args.output, conversion, source=args.input)
     for note in conversion.notes:
         print(note)
@@ -56,8 +71,13 @@ def to_torch(args) -> None:
     from squeezetime_jax.loading import load_variables
 
     conversion = load_variables(args.input)
-    save_torch_checkpoint(args.output, conversion.variables, conversion.config,
-                          plain=args.plain, meta={"source": args.input})
+    save_torch_checkpoint(
+        args.output,
+        conversion.variables,
+        conversion.config,
+        plain=args.plain,
+        meta={"source": args.input},
+    )
     print(f"wrote {args.output}")
 
 
@@ -69,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ImportError as error:
-        print(f"error: {error} (PyTorch files need the torch extra: pip install "
-              "'squeezetime_jax[torch]')", file=sys.stderr)
+        print(
+            f"error: {error} (PyTorch files need the torch extra: pip install "
+            "'squeezetime_jax[torch]')",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -19,23 +19,44 @@ from squeezetime_jax.interop.errors import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m squeezetime_jax.export",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True,
-                        help="released-layout .pth or converted checkpoint directory")
-    parser.add_argument("--format", required=True, action="append",
-                        choices=("pytorch", "executorch", "onnx", "all"),
-                        help="what to write (repeatable; 'all' for every format)")
+    parser = argparse.ArgumentParser(
+        prog="python -m squeezetime_jax.export", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="released-layout .pth or converted checkpoint directory",
+    )
+    parser.add_argument(
+        "--format",
+        required=True,
+        action="append",
+        choices=("pytorch", "executorch", "onnx", "all"),
+        help="what to write (repeatable; 'all' for every format)",
+    )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--frames", type=int, default=None,
-                        help="frames per clip (default: the model's, 16 for the releases)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="crop size H = W (default: the model's image_size, 224)")
-    parser.add_argument("--raw-input", action="store_true",
-                        help="programs take 0..255 pixels; normalization folded into the "
-                             "stem convolution")
-    parser.add_argument("--int8", action="store_true",
-                        help="also write an int8 (PT2E, XNNPACK) ExecuTorch program")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames per clip (default: the model's, 16 for the releases)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="crop size H = W (default: the model's image_size, 224)",
+    )
+    parser.add_argument(
+        "--raw-input",
+        action="store_true",
+        help="programs take 0..255 pixels; normalization folded into the stem convolution",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an int8 (PT2E, XNNPACK) ExecuTorch program",
+    )
     return parser
 
 
@@ -45,8 +66,15 @@ def main(argv: list[str] | None = None) -> int:
 
     formats = export.FORMATS if "all" in args.format else args.format
     try:
-        export.export_checkpoint(args.checkpoint, args.out, formats, frames=args.frames,
-                                 size=args.size, raw_input=args.raw_input, int8=args.int8)
+        export.export_checkpoint(
+            args.checkpoint,
+            args.out,
+            formats,
+            frames=args.frames,
+            size=args.size,
+            raw_input=args.raw_input,
+            int8=args.int8,
+        )
     except export.MissingExtraError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

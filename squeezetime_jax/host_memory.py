@@ -54,8 +54,10 @@ def reuse_freed_memory() -> bool:
     if libc is None:
         return False
     # mallopt returns 1 on success; -1 disables trimming.
-    return all(libc.mallopt(param, value) == 1
-               for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
+    return all(
+        libc.mallopt(param, value) == 1
+        for param, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
+    )
 
 
 def run_cpu_computations_on_calling_thread() -> None:
@@ -83,10 +85,13 @@ def define_flags() -> None:
     """--[no]reuse_freed_memory for an entry point (absl)."""
     from absl import flags
 
-    flags.DEFINE_bool("reuse_freed_memory", True,
-                      "On the CPU backend, keep freed host memory for reuse by the next "
-                      "step instead of returning it to the OS each time (glibc; see "
-                      "squeezetime_jax/host_memory.py).")
+    flags.DEFINE_bool(
+        "reuse_freed_memory",
+        True,
+        "On the CPU backend, keep freed host memory for reuse by the next "
+        "step instead of returning it to the OS each time (glibc; see "
+        "squeezetime_jax/host_memory.py).",
+    )
 
 
 def configure_from_flags() -> None:

@@ -16,8 +16,12 @@ import numpy as np
 
 from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.interop.checkpoints import (
-    is_converted_dir, is_training_workdir, load_torch_checkpoint, restore_converted,
-    restore_training_workdir)
+    is_converted_dir,
+    is_training_workdir,
+    load_torch_checkpoint,
+    restore_converted,
+    restore_training_workdir,
+)
 from squeezetime_jax.interop.conversion import Conversion
 from squeezetime_jax.interop.errors import CheckpointError
 from squeezetime_jax.models import build_model
@@ -40,9 +44,11 @@ def load_variables(path: str | os.PathLike) -> Conversion:
     for recognises, loader in _SOURCES:
         if recognises(path):
             return loader(path)
-    raise CheckpointError(f"{path}: not a checkpoint this library reads (a PyTorch file "
-                          f"such as {'/'.join(_TORCH_SUFFIXES)}, a converted checkpoint "
-                          "directory or a train.py workdir)")
+    raise CheckpointError(
+        f"{path}: not a checkpoint this library reads (a PyTorch file "
+        f"such as {'/'.join(_TORCH_SUFFIXES)}, a converted checkpoint "
+        "directory or a train.py workdir)"
+    )
 
 
 class LoadedModel:
@@ -57,8 +63,10 @@ class LoadedModel:
         self.notes = list(conversion.notes)
         self.module = build_model(self.config)
         self.variables = jax.device_put(conversion.variables, self.device)
-        self._apply = jax.jit(lambda variables, x: self.module.apply(variables, x, train=False),
-                              compiler_options=compiler_options(self.device.platform))
+        self._apply = jax.jit(
+            lambda variables, x: self.module.apply(variables, x, train=False),
+            compiler_options=compiler_options(self.device.platform),
+        )
 
     def __call__(self, x) -> jax.Array:
         x = jax.device_put(jnp.asarray(np.asarray(x), jnp.float32), self.device)
@@ -66,8 +74,10 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"LoadedModel(depth={c.depth}, widen_factor={c.widen_factor}, "
-                f"num_classes={c.num_classes}, num_frames={c.num_frames})")
+        return (
+            f"LoadedModel(depth={c.depth}, widen_factor={c.widen_factor}, "
+            f"num_classes={c.num_classes}, num_frames={c.num_frames})"
+        )
 
 
 def load(path: str | os.PathLike) -> LoadedModel:

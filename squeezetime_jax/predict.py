@@ -37,7 +37,9 @@ def parse_views(text: str) -> tuple[int, int]:
     try:
         clips, crops = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--views {text!r}: expected CLIPSxCROPS, e.g. 10x3 or 1x1") from None
+        raise ValueError(
+            f"--views {text!r}: expected CLIPSxCROPS, e.g. 10x3 or 1x1"
+        ) from None
     if clips < 1 or crops not in (1, 3):
         raise ValueError(f"--views {text!r}: clips must be >= 1 and crops 1 or 3")
     return clips, crops
@@ -47,8 +49,10 @@ def read_class_file(path: str, num_classes: int) -> list[str]:
     with open(path, encoding="utf-8") as f:
         names = [line.strip() for line in f if line.strip()]
     if len(names) != num_classes:
-        raise ValueError(f"{path}: {len(names)} class names, but the model predicts "
-                         f"{num_classes} classes")
+        raise ValueError(
+            f"{path}: {len(names)} class names, but the model predicts "
+            f"{num_classes} classes"
+        )
     return names
 
 
@@ -77,9 +81,15 @@ def default_class_names(checkpoint: str, num_classes: int) -> list[str]:
 class Predictor:
     """Mean softmax probabilities of a video file's views under a checkpoint."""
 
-    def __init__(self, checkpoint: str, *, views: tuple[int, int] = (10, 3),
-                 short_side: int | None = None, crop_size: int | None = None,
-                 batch_size: int | None = None):
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        views: tuple[int, int] = (10, 3),
+        short_side: int | None = None,
+        crop_size: int | None = None,
+        batch_size: int | None = None,
+    ):
         from squeezetime_jax.loading import load_variables  # torch only for .pth files
 
         conversion = load_variables(checkpoint)
@@ -96,19 +106,20 @@ class Predictor:
         self.protocol = eval_protocol(self.data_config, overrides)
         self.batch_size = batch_size or views[0] * views[1]
         self.variables = jax.device_put(conversion.variables)
-        self._predict = jax.jit(functools.partial(predict_step,
-                                                  model=build_model(self.model_config)),
-                                compiler_options=compiler_options())
+        self._predict = jax.jit(
+            functools.partial(predict_step, model=build_model(self.model_config)),
+            compiler_options=compiler_options(),
+        )
 
     def view_logits(self, video: np.ndarray) -> np.ndarray:
         """Logits of (V, T, C, C, 3) uint8 views, in fixed-size batches (one compile)."""
         out = []
         for start in range(0, len(video), self.batch_size):
-            chunk = video[start:start + self.batch_size]
+            chunk = video[start : start + self.batch_size]
             padded = np.zeros((self.batch_size,) + chunk.shape[1:], chunk.dtype)
-            padded[:len(chunk)] = chunk
+            padded[: len(chunk)] = chunk
             logits = self._predict(self.variables, {"video": padded})
-            out.append(np.asarray(logits, np.float32)[:len(chunk)])
+            out.append(np.asarray(logits, np.float32)[: len(chunk)])
         return np.concatenate(out)
 
     def probabilities(self, path: str) -> np.ndarray:
@@ -119,19 +130,30 @@ class Predictor:
 
 def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[dict]:
     order = np.argsort(-probabilities, kind="stable")[:k]
-    return [{"class": class_names[i], "index": int(i), "probability": float(probabilities[i])}
-            for i in order]
+    return [
+        {"class": class_names[i], "index": int(i), "probability": float(probabilities[i])}
+        for i in order
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m squeezetime_jax.predict",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True,
-                        help="training workdir, converted checkpoint directory or .pth")
+    parser = argparse.ArgumentParser(
+        prog="python -m squeezetime_jax.predict", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="training workdir, converted checkpoint directory or .pth",
+    )
     parser.add_argument("--classes", help="class names, one per line, in label order")
-    parser.add_argument("--views", default="10x3", help="CLIPSxCROPS (default: 10x3, the test "
-                        "protocol; 1x1 is one centre clip)")
-    parser.add_argument("--short_side", type=int, help="resize the short side to this (default 224)")
+    parser.add_argument(
+        "--views",
+        default="10x3",
+        help="CLIPSxCROPS (default: 10x3, the test protocol; 1x1 is one centre clip)",
+    )
+    parser.add_argument(
+        "--short_side", type=int, help="resize the short side to this (default 224)"
+    )
     parser.add_argument("--crop_size", type=int, help="crop size (default 224)")
     parser.add_argument("--top_k", type=int, default=5)
     parser.add_argument("--batch_size", type=int, help="views per forward pass")
@@ -140,11 +162,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         views = parse_views(args.views)
-        predictor = Predictor(args.checkpoint, views=views, short_side=args.short_side,
-                              crop_size=args.crop_size, batch_size=args.batch_size)
+        predictor = Predictor(
+            args.checkpoint,
+            views=views,
+            short_side=args.short_side,
+            crop_size=args.crop_size,
+            batch_size=args.batch_size,
+        )
         num_classes = predictor.model_config.num_classes
-        names = (read_class_file(args.classes, num_classes) if args.classes
-                 else default_class_names(args.checkpoint, num_classes))
+        names = (
+            read_class_file(args.classes, num_classes)
+            if args.classes
+            else default_class_names(args.checkpoint, num_classes)
+        )
     except (ValueError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
     except Exception as error:  # checkpoint errors name the file
@@ -156,8 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             probabilities = predictor.probabilities(path)
         except Exception as error:  # one bad file must not stop the others
             failures += 1
-            reason = (f"unreadable video: {error}" if isinstance(error, VideoDecodeError)
-                      else f"{type(error).__name__}: {error}")
+            reason = (
+                f"unreadable video: {error}"
+                if isinstance(error, VideoDecodeError)
+                else f"{type(error).__name__}: {error}"
+            )
             if args.json:
                 print(json.dumps({"video": path, "error": reason}), flush=True)
             else:
@@ -165,8 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         best = top_k(probabilities, names, args.top_k)
         if args.json:
-            print(json.dumps({"video": path, "views": views[0] * views[1], "top": best}),
-                  flush=True)
+            print(
+                json.dumps({"video": path, "views": views[0] * views[1], "top": best}),
+                flush=True,
+            )
         else:
             print(path)
             for entry in best:

@@ -20,21 +20,24 @@ def _loss_and_grads(module, x, params, stats):
     cotangent = jax.random.normal(jax.random.key(1), x.shape)
 
     def loss(x, params):
-        y, updates = module.apply({"params": params, "batch_stats": stats}, x,
-                                  mutable=["batch_stats"])
+        y, updates = module.apply(
+            {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+        )
         # ReLU and a random projection: the gradient depends on every output.
         return jnp.sum(jax.nn.relu(y.astype(jnp.float32)) * cotangent), (y, updates)
 
-    (value, (y, updates)), grads = jax.value_and_grad(
-        loss, argnums=(0, 1), has_aux=True)(x, params)
+    (value, (y, updates)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        x, params
+    )
     return value, y, updates["batch_stats"], grads
 
 
 def _trained_params(module, x):
     variables = module.init(jax.random.key(2), x)
     # Non-trivial scale and bias, and running statistics away from (0, 1).
-    params = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(3), a.shape),
-                          variables["params"])
+    params = jax.tree.map(
+        lambda a: a + jax.random.normal(jax.random.key(3), a.shape), variables["params"]
+    )
     stats = jax.tree.map(lambda a: a + 0.5, variables["batch_stats"])
     return params, stats
 
@@ -42,8 +45,10 @@ def _trained_params(module, x):
 @pytest.mark.parametrize("shape", [(4, 5, 6, 8), (2, 3, 16)])
 def test_training_matches_flax_values_gradients_and_statistics(shape):
     x = _input(shape)
-    ours, reference = BatchNorm(use_running_average=False, **SETTINGS), nn.BatchNorm(
-        use_running_average=False, **SETTINGS)
+    ours, reference = (
+        BatchNorm(use_running_average=False, **SETTINGS),
+        nn.BatchNorm(use_running_average=False, **SETTINGS),
+    )
     params, stats = _trained_params(reference, x)
     got, want = (_loss_and_grads(m, x, params, stats) for m in (ours, reference))
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -52,23 +57,29 @@ def test_training_matches_flax_values_gradients_and_statistics(shape):
 
 def test_same_variables_and_inference_as_flax():
     x = _input()
-    ours, reference = BatchNorm(use_running_average=True, **SETTINGS), nn.BatchNorm(
-        use_running_average=True, **SETTINGS)
-    ours_vars, reference_vars = ours.init(jax.random.key(0), x), reference.init(
-        jax.random.key(0), x)
+    ours, reference = (
+        BatchNorm(use_running_average=True, **SETTINGS),
+        nn.BatchNorm(use_running_average=True, **SETTINGS),
+    )
+    ours_vars, reference_vars = (
+        ours.init(jax.random.key(0), x),
+        reference.init(jax.random.key(0), x),
+    )
     assert jax.tree.map(jnp.shape, ours_vars) == jax.tree.map(jnp.shape, reference_vars)
     for a, b in zip(jax.tree.leaves(ours_vars), jax.tree.leaves(reference_vars)):
         np.testing.assert_array_equal(a, b)
     params, stats = _trained_params(reference, x)
     variables = {"params": params, "batch_stats": stats}
-    np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.apply(variables, x), reference.apply(variables, x), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_initializing_leaves_running_statistics_alone():
     x = _input()
-    stats = BatchNorm(use_running_average=False, **SETTINGS).init(
-        jax.random.key(0), x)["batch_stats"]
+    stats = BatchNorm(use_running_average=False, **SETTINGS).init(jax.random.key(0), x)[
+        "batch_stats"
+    ]
     np.testing.assert_array_equal(stats["mean"], np.zeros(8))
     np.testing.assert_array_equal(stats["var"], np.ones(8))
 
@@ -95,24 +106,32 @@ def test_axis_name_averages_statistics_and_gradients_over_the_mapped_axis():
     cotangent = jax.random.normal(jax.random.key(1), x.shape)
 
     def loss(m, x, params, cotangent):
-        y, updates = m.apply({"params": params, "batch_stats": stats}, x,
-                             mutable=["batch_stats"])
+        y, updates = m.apply(
+            {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+        )
         return jnp.sum(y * cotangent), updates["batch_stats"]
 
-    want = jax.grad(lambda x, p: loss(whole, x, p, cotangent), argnums=(0, 1),
-                    has_aux=True)(x, params)
+    want = jax.grad(
+        lambda x, p: loss(whole, x, p, cotangent), argnums=(0, 1), has_aux=True
+    )(x, params)
     halves, cotangent_halves = x.reshape(2, 4, 3, 4, 6), cotangent.reshape(2, 4, 3, 4, 6)
     per_shard = jax.vmap(
-        lambda h, c: jax.grad(lambda h, p: loss(module, h, p, c)[0], argnums=(0, 1))(h, params),
-        axis_name="shards")
+        lambda h, c: jax.grad(lambda h, p: loss(module, h, p, c)[0], argnums=(0, 1))(
+            h, params
+        ),
+        axis_name="shards",
+    )
     grad_x, grad_params = per_shard(halves, cotangent_halves)
     np.testing.assert_allclose(grad_x.reshape(x.shape), want[0][0], rtol=1e-5, atol=1e-5)
     # Each shard's parameter gradient is its own part; their sum is the whole batch's.
-    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda g: g.sum(0), grad_params)),
-                    jax.tree.leaves(want[0][1])):
+    for a, b in zip(
+        jax.tree.leaves(jax.tree.map(lambda g: g.sum(0), grad_params)),
+        jax.tree.leaves(want[0][1]),
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    stats_per_shard = jax.vmap(lambda h, c: loss(module, h, params, c)[1],
-                               axis_name="shards")(halves, cotangent_halves)
+    stats_per_shard = jax.vmap(
+        lambda h, c: loss(module, h, params, c)[1], axis_name="shards"
+    )(halves, cotangent_halves)
     for a, b in zip(jax.tree.leaves(stats_per_shard), jax.tree.leaves(want[1])):
         np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(a[1], b, rtol=1e-5, atol=1e-6)
@@ -128,9 +147,15 @@ def test_gradient_through_the_returned_statistics_is_exact():
     """The batch mean and variance are outputs too; their cotangents reach x."""
     x = _input()
     scale, bias = jnp.linspace(0.5, 2.0, 8), jnp.linspace(-1.0, 1.0, 8)
-    cotangents = tuple(jax.random.normal(jax.random.key(k), s)
-                       for k, s in ((4, x.shape), (5, (8,)), (6, (8,))))
-    ours = jax.vjp(lambda *a: batch_norm_train(*a, 1e-5, None), x, scale, bias)[1](cotangents)
-    want = jax.vjp(lambda *a: _reference_batch_norm(*a, 1e-5), x, scale, bias)[1](cotangents)
+    cotangents = tuple(
+        jax.random.normal(jax.random.key(k), s)
+        for k, s in ((4, x.shape), (5, (8,)), (6, (8,)))
+    )
+    ours = jax.vjp(lambda *a: batch_norm_train(*a, 1e-5, None), x, scale, bias)[1](
+        cotangents
+    )
+    want = jax.vjp(lambda *a: _reference_batch_norm(*a, 1e-5), x, scale, bias)[1](
+        cotangents
+    )
     for a, b in zip(ours, want):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

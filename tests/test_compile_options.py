@@ -8,8 +8,9 @@ from squeezetime_jax.compile_options import compiler_options
 
 
 def _conv(x, w):
-    return jax.lax.conv_general_dilated(x, w, (2, 2), ((2, 2), (2, 2)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x, w, (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def test_only_the_cpu_backend_gets_options():
@@ -27,4 +28,6 @@ def test_cpu_options_compile_and_take_convolutions_off_ynnpack():
     np.testing.assert_allclose(tuned(x, w), default(x, w), rtol=1e-5, atol=1e-4)
     matmul = jax.jit(jnp.dot, compiler_options=compiler_options("cpu"))
     big = jnp.ones((256, 256))
-    assert "__ynn_fusion" in matmul.lower(big, big).compile().as_text()  # products stay on YNNPACK
+    assert (
+        "__ynn_fusion" in matmul.lower(big, big).compile().as_text()
+    )  # products stay on YNNPACK

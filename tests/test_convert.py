@@ -23,8 +23,9 @@ TINY = dict(widen_factor=0.25, pos_dims=(8, 4, 2, 1), num_classes=5, num_frames=
 
 def _twin(depth=10, seed=0, **overrides):
     torch.manual_seed(seed)
-    return randomize_batchnorm_(SqueezeTimeTorch(depth=depth, **{**TINY, **overrides}),
-                                seed=seed).eval()
+    return randomize_batchnorm_(
+        SqueezeTimeTorch(depth=depth, **{**TINY, **overrides}), seed=seed
+    ).eval()
 
 
 def _numpy(model):
@@ -61,7 +62,9 @@ def test_flax_layout_of_converted_arrays():
     params = conversion.from_torch(state_dict).variables["params"]
     prefix = "backbone.net.layer2.0."
     down = params["backbone"]["layer2_0"]["downsample_0"]["kernel"]
-    np.testing.assert_array_equal(down, state_dict[prefix + "downsample.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        down, state_dict[prefix + "downsample.0.weight"].transpose(2, 3, 1, 0)
+    )
     assert down.shape == (2, 2, 1, 64)  # depthwise HWIO
     pos = params["backbone"]["layer2_0"]["conv2"]["spatial_conv"]["pos_embed"]
     assert pos.shape == (1, 4, 4, 16)
@@ -69,20 +72,34 @@ def test_flax_layout_of_converted_arrays():
     np.testing.assert_array_equal(head, state_dict["cls_head.fc_cls.weight"].T)
 
 
-@pytest.mark.parametrize("depth,widen,pos_dims,frames,classes", [
-    (50, 1.0, (56, 28, 14, 7), 16, 400),
-    (18, 0.3, (9, 5, 3, 2), 3, 51),
-    (101, 0.125, (64, 32, 16, 8), 8, 600),
-    (34, 0.5, (8, 4, 2, 1), 2, 7),
-])
+@pytest.mark.parametrize(
+    "depth,widen,pos_dims,frames,classes",
+    [
+        (50, 1.0, (56, 28, 14, 7), 16, 400),
+        (18, 0.3, (9, 5, 3, 2), 3, 51),
+        (101, 0.125, (64, 32, 16, 8), 8, 600),
+        (34, 0.5, (8, 4, 2, 1), 2, 7),
+    ],
+)
 def test_infers_model_config(depth, widen, pos_dims, frames, classes):
     with torch.device("meta"):
-        model = SqueezeTimeTorch(depth=depth, widen_factor=widen, pos_dims=pos_dims,
-                                 num_classes=classes, num_frames=frames)
+        model = SqueezeTimeTorch(
+            depth=depth,
+            widen_factor=widen,
+            pos_dims=pos_dims,
+            num_classes=classes,
+            num_frames=frames,
+        )
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     fields = infer_model_config(shapes)
-    assert fields == dict(depth=depth, widen_factor=widen, pos_dims=pos_dims,
-                          num_classes=classes, num_frames=frames, dropout_rate=0.5)
+    assert fields == dict(
+        depth=depth,
+        widen_factor=widen,
+        pos_dims=pos_dims,
+        num_classes=classes,
+        num_frames=frames,
+        dropout_rate=0.5,
+    )
 
 
 def test_wrappers_and_module_prefix(tmp_path):
@@ -112,7 +129,9 @@ class _TrainingMetadata:
 def test_reads_metadata_weights_only_refuses_without_running_it(tmp_path):
     model = _twin()
     path = tmp_path / "mmaction.pth"
-    torch.save({"state_dict": model.state_dict(), "meta": {"hub": _TrainingMetadata()}}, path)
+    torch.save(
+        {"state_dict": model.state_dict(), "meta": {"hub": _TrainingMetadata()}}, path
+    )
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
     got = checkpoints.load_torch_checkpoint(path).variables
@@ -135,25 +154,34 @@ def test_another_depth_lists_the_mismatches():
 def test_missing_and_wrong_shape_keys_are_named():
     state_dict = _numpy(_twin())
     del state_dict["backbone.net.layer3.0.bn2.running_var"]
-    state_dict["backbone.net.layer2.0.conv2.spatial_conv.pos_embed"] = np.zeros((1, 16, 5, 5),
-                                                                                  np.float32)
+    state_dict["backbone.net.layer2.0.conv2.spatial_conv.pos_embed"] = np.zeros(
+        (1, 16, 5, 5), np.float32
+    )
     state_dict["backbone.net.extra.weight"] = np.zeros((3,), np.float32)
     config = conversion.make_model_config(dict(depth=10, **TINY))
     with pytest.raises(CheckpointMismatchError) as info:
         conversion.from_torch(state_dict, config)
     assert info.value.missing == ["backbone.net.layer3.0.bn2.running_var"]
     assert info.value.unexpected == ["backbone.net.extra.weight"]
-    assert info.value.wrong_shape == ["backbone.net.layer2.0.conv2.spatial_conv.pos_embed "
-                                      "(checkpoint (1, 16, 5, 5), model (1, 16, 4, 4))"]
+    assert info.value.wrong_shape == [
+        "backbone.net.layer2.0.conv2.spatial_conv.pos_embed "
+        "(checkpoint (1, 16, 5, 5), model (1, 16, 4, 4))"
+    ]
 
 
 def test_inference_names_the_problem():
     state_dict = _numpy(_twin(depth=50))
-    truncated = {k: v for k, v in state_dict.items() if not k.startswith("backbone.net.layer4.2.")}
-    with pytest.raises(CheckpointError, match=r"bottleneck blocks per stage \(3, 4, 6, 2\)"):
+    truncated = {
+        k: v for k, v in state_dict.items() if not k.startswith("backbone.net.layer4.2.")
+    }
+    with pytest.raises(
+        CheckpointError, match=r"bottleneck blocks per stage \(3, 4, 6, 2\)"
+    ):
         conversion.from_torch(truncated, source="partial.pth")
     with pytest.raises(CheckpointError, match="'backbone.net.conv1.weight' is missing"):
-        conversion.from_torch({"fc.weight": np.zeros((2, 2), np.float32)}, source="other.pth")
+        conversion.from_torch(
+            {"fc.weight": np.zeros((2, 2), np.float32)}, source="other.pth"
+        )
 
 
 def test_class_count_needs_drop_head():
@@ -167,8 +195,9 @@ def test_class_count_needs_drop_head():
     assert 0.005 < head["kernel"].std() < 0.015
     assert any("re-initialized with 51 classes" in note for note in converted.notes)
     backbone = conversion.from_torch(state_dict).variables["params"]["backbone"]
-    jax.tree.map(np.testing.assert_array_equal, converted.variables["params"]["backbone"],
-                 backbone)
+    jax.tree.map(
+        np.testing.assert_array_equal, converted.variables["params"]["backbone"], backbone
+    )
 
 
 def test_unreadable_files_name_the_file(tmp_path, tiny_pth):
@@ -209,7 +238,11 @@ def test_converted_directory_round_trip(tmp_path, tiny_pth):
 
 def test_cli_from_torch_to_torch(tmp_path, tiny_pth, capsys):
     path, model = tiny_pth
-    out_dir, out_pth, plain = tmp_path / "conv", tmp_path / "back.pth", tmp_path / "plain.pth"
+    out_dir, out_pth, plain = (
+        tmp_path / "conv",
+        tmp_path / "back.pth",
+        tmp_path / "plain.pth",
+    )
     assert convert_cli.main(["from-torch", str(path), str(out_dir)]) == 0
     assert "depth=10" in capsys.readouterr().out
     assert convert_cli.main(["to-torch", str(out_dir), str(out_pth)]) == 0
@@ -222,7 +255,9 @@ def test_cli_from_torch_to_torch(tmp_path, tiny_pth, capsys):
     for state_dict in (wrapped["state_dict"], bare):
         assert list(state_dict) == list(original)
         for key, value in state_dict.items():
-            expected_dtype = torch.int64 if key.endswith("num_batches_tracked") else torch.float32
+            expected_dtype = (
+                torch.int64 if key.endswith("num_batches_tracked") else torch.float32
+            )
             assert value.dtype == expected_dtype, key
             if value.dtype == torch.float32:
                 assert torch.equal(value, original[key]), key
@@ -232,24 +267,51 @@ def test_cli_from_torch_to_torch(tmp_path, tiny_pth, capsys):
 
 def test_cli_drop_head_and_errors(tmp_path, tiny_pth, capsys):
     path, _ = tiny_pth
-    assert convert_cli.main(["from-torch", str(path), str(tmp_path / "a"),
-                             "--num-classes", "3"]) == 1
+    assert (
+        convert_cli.main(
+            ["from-torch", str(path), str(tmp_path / "a"), "--num-classes", "3"]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--drop-head" in err
-    assert convert_cli.main(["from-torch", str(path), str(tmp_path / "b"), "--drop-head",
-                             "--num-classes", "3"]) == 0
+    assert (
+        convert_cli.main(
+            [
+                "from-torch",
+                str(path),
+                str(tmp_path / "b"),
+                "--drop-head",
+                "--num-classes",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "re-initialized with 3 classes" in capsys.readouterr().out
     assert load_variables(tmp_path / "b").config.num_classes == 3
-    assert convert_cli.main(["from-torch", str(path), str(tmp_path / "c"), "--drop-head"]) == 1
+    assert (
+        convert_cli.main(["from-torch", str(path), str(tmp_path / "c"), "--drop-head"]) == 1
+    )
     assert "--num-classes" in capsys.readouterr().err
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     bogus = tmp_path / "bogus.pth"
     bogus.write_bytes(b"\x00" * 100)
-    result = subprocess.run([sys.executable, "-m", "squeezetime_jax.convert", "from-torch",
-                             str(bogus), str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "squeezetime_jax.convert",
+            "from-torch",
+            str(bogus),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "bogus.pth" in result.stderr
     assert "Traceback" not in result.stderr
@@ -287,9 +349,11 @@ def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
         "try:\n"
         f"    load({str(path)!r})\n"
         "except CheckpointError as error:\n"
-        "    print('needs torch' if 'torch extra' in str(error) else error)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
+        "    print('needs torch' if 'torch extra' in str(error) else error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["(1, 5)", "needs torch"]
 
@@ -303,9 +367,13 @@ def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
     path, model = tiny_pth
     converted = checkpoints.load_torch_checkpoint(path)
     params, batch_stats = converted.variables["params"], converted.variables["batch_stats"]
-    state = TrainState(step=np.int32(0), params=params, batch_stats=batch_stats,
-                       opt_state=optax.sgd(0.1, momentum=0.9).init(params),
-                       rng=np.zeros(2, np.uint32))
+    state = TrainState(
+        step=np.int32(0),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=optax.sgd(0.1, momentum=0.9).init(params),
+        rng=np.zeros(2, np.uint32),
+    )
     workdir = tmp_path / "run"
     manager = checkpointing.make_manager(str(workdir), with_data=False, async_save=False)
     for step in (3, 8):
@@ -323,7 +391,9 @@ def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
         reference = model.double()(torch.from_numpy(x.transpose(0, 4, 1, 2, 3)).double())
     model.float()
     logits = np.asarray(load(workdir)(x))
-    assert np.abs(logits - reference.numpy()).max() <= 1e-5 * np.abs(reference.numpy()).max()
+    assert (
+        np.abs(logits - reference.numpy()).max() <= 1e-5 * np.abs(reference.numpy()).max()
+    )
 
     assert convert_cli.main(["to-torch", str(workdir), str(tmp_path / "run.pth")]) == 0
     exported = torch.load(tmp_path / "run.pth", weights_only=True)["state_dict"]
@@ -331,5 +401,7 @@ def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
     for key, value in model.state_dict().items():
         if value.dtype == torch.float32:
             assert torch.equal(exported[key], value), key
-    with pytest.raises(CheckpointError, match="no checkpoint for step 5; available: \\[3, 8\\]"):
+    with pytest.raises(
+        CheckpointError, match="no checkpoint for step 5; available: \\[3, 8\\]"
+    ):
         checkpoints.restore_training_workdir(workdir, step=5)

@@ -19,7 +19,8 @@ from squeezetime_jax.data import MEAN_RGB, STD_RGB, clips, make_eval_dataset, pi
 from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
 from squeezetime_jax.interop.checkpoints import save_torch_checkpoint
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import checkpointing, eval_protocols, evaluate as ev
+from squeezetime_jax.training import checkpointing, eval_protocols
+from squeezetime_jax.training import evaluate as ev
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.eval_checkpoint import restore_for_eval
 from squeezetime_jax.training.state import create_train_state, init_train_state
@@ -42,14 +43,16 @@ def prepared(tmp_path_factory):
 def config(prepared):
     data = small_data_config(prepared[0])
     data.num_frames = 2
-    return tiny_config(**{"data": data, "model.num_classes": 3, "total_steps": 2,
-                          "eval_every_steps": 0})
+    return tiny_config(
+        **{"data": data, "model.num_classes": 3, "total_steps": 2, "eval_every_steps": 0}
+    )
 
 
 def _state(config, seed):
     model = build_model(config.model)
-    init_fn = lambda rng: create_train_state(model, optax.sgd(0.1, momentum=0.9), rng,
-                                             clip_shape=(1, 2, 32, 32, 3))
+    init_fn = lambda rng: create_train_state(
+        model, optax.sgd(0.1, momentum=0.9), rng, clip_shape=(1, 2, 32, 32, 3)
+    )
     return init_train_state(init_fn, jax.random.PRNGKey(seed), None)
 
 
@@ -79,8 +82,9 @@ def _mesh(num_devices):
 
 @pytest.fixture(scope="module")
 def runner_1(config):
-    return ev.CheckpointEvaluator(config, protocol=PROTOCOL, batch_size=BATCH, mesh=_mesh(1),
-                                  progress=False)
+    return ev.CheckpointEvaluator(
+        config, protocol=PROTOCOL, batch_size=BATCH, mesh=_mesh(1), progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,7 @@ def result_1(runner_1, workdir):
 
 # ---------------------------------------------------------------- aggregation by hand
 
+
 def test_average_views_and_accuracies_equal_a_hand_computation():
     rng = np.random.default_rng(0)
     num_videos, clips_, crops, classes = 4, 2, 3, 6
@@ -97,8 +102,12 @@ def test_average_views_and_accuracies_equal_a_hand_computation():
     labels = np.array([1, 4, 4, 0])
     order = rng.permutation(num_videos * clips_ * crops)  # views arrive in any order
     video, view = np.divmod(np.arange(num_videos * clips_ * crops), clips_ * crops)
-    views = {"logits": logits.reshape(-1, classes)[order], "video_index": video[order],
-             "clip_index": (view // crops)[order], "crop_index": (view % crops)[order]}
+    views = {
+        "logits": logits.reshape(-1, classes)[order],
+        "video_index": video[order],
+        "clip_index": (view // crops)[order],
+        "crop_index": (view % crops)[order],
+    }
     scores = eval_protocols.average_views(views, labels, clips_ * crops, crops)
     for v in range(num_videos):
         expected = np.mean([np.exp(row) / np.exp(row).sum() for row in logits[v]], axis=0)
@@ -140,13 +149,24 @@ def test_config_protocols_are_the_papers():
         assert views(module.get_config(), "val") == (1, 1, 256, 224)
     assert views(hmdb51.get_config(), "test") == (2, 3, 286, 286)
     assert views(k400.get_config(), ev.parse_protocol("test:num_clips=4,num_crops=1")) == (
-        4, 1, 224, 224)
+        4,
+        1,
+        224,
+        224,
+    )
 
 
 def test_parse_protocol():
     assert ev.parse_protocol("val") == "val"
-    assert ev.parse_protocol("test:num_clips=2,num_crops=3,short_side=286,crop_size=286") == {
-        "base": "test", "num_clips": 2, "num_crops": 3, "short_side": 286, "crop_size": 286}
+    assert ev.parse_protocol(
+        "test:num_clips=2,num_crops=3,short_side=286,crop_size=286"
+    ) == {
+        "base": "test",
+        "num_clips": 2,
+        "num_crops": 3,
+        "short_side": 286,
+        "crop_size": 286,
+    }
     with pytest.raises(ValueError, match="must start with"):
         ev.parse_protocol("train")
     with pytest.raises(ValueError, match="not key=value"):
@@ -154,6 +174,7 @@ def test_parse_protocol():
 
 
 # ---------------------------------------------------------------- real videos, real model
+
 
 def _direct_view_logits(config, variables, prepared_dir):
     """Every view of the split through the model, one video at a time, outside the pipeline."""
@@ -172,17 +193,22 @@ def _direct_view_logits(config, variables, prepared_dir):
     return np.stack(out)  # (videos, views, classes), views clip-major
 
 
-def test_every_view_once_with_uneven_last_batch_and_direct_logits(result_1, workdir, config,
-                                                                  prepared):
+def test_every_view_once_with_uneven_last_batch_and_direct_logits(
+    result_1, workdir, config, prepared
+):
     metrics, arrays = result_1.metrics, result_1.arrays
     assert metrics["num_videos"] == 5 and metrics["views_per_video"] == 6
     assert metrics["num_views"] == 30 and metrics["num_unreadable"] == 0
-    keys = list(zip(arrays["view_video_index"], arrays["view_clip_index"],
-                    arrays["view_crop_index"]))
+    keys = list(
+        zip(
+            arrays["view_video_index"], arrays["view_clip_index"], arrays["view_crop_index"]
+        )
+    )
     assert sorted(keys) == [(v, c, k) for v in range(5) for c in range(2) for k in range(3)]
     direct = _direct_view_logits(config, workdir[1][2].variables, prepared[0])
-    np.testing.assert_allclose(arrays["view_logits"].reshape(5, 6, 3), direct, rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        arrays["view_logits"].reshape(5, 6, 3), direct, rtol=1e-4, atol=1e-5
+    )
     # Per-video probabilities: mean softmax of that video's view logits.
     exp = np.exp(direct - direct.max(-1, keepdims=True))
     expected = (exp / exp.sum(-1, keepdims=True)).mean(1)
@@ -193,8 +219,9 @@ def test_every_view_once_with_uneven_last_batch_and_direct_logits(result_1, work
 
 
 def test_eight_devices_equal_one_device(config, workdir, result_1):
-    runner = ev.CheckpointEvaluator(config, protocol=PROTOCOL, batch_size=BATCH, mesh=_mesh(8),
-                                    progress=False)
+    runner = ev.CheckpointEvaluator(
+        config, protocol=PROTOCOL, batch_size=BATCH, mesh=_mesh(8), progress=False
+    )
     restored = restore_for_eval(workdir[0], runner.mesh, step=2)
     leaf = jax.tree.leaves(restored.variables)[0]
     assert len(leaf.sharding.device_set) == 8 and leaf.sharding.is_fully_replicated
@@ -216,15 +243,21 @@ def test_simulated_processes_count_each_view_once(runner_1, workdir, result_1):
     data = ev.eval_data_config(runner_1.config, restored.model_config)
     parts = []
     for process in range(2):
-        ds = make_eval_dataset(data, batch_size_per_process=BATCH, protocol=PROTOCOL,
-                               process_index=process, process_count=2)
+        ds = make_eval_dataset(
+            data,
+            batch_size_per_process=BATCH,
+            protocol=PROTOCOL,
+            process_index=process,
+            process_count=2,
+        )
         assert len(ds) == 3  # videos 0,2,4 (18 views) and 1,3 (12 views): 3 batches each
         parts.append(evaluator.evaluate(restored.variables, ds, keep_views=True).views)
     views = ev.sort_views({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     output = ev.summarize(views, ds, 3)
     assert output.metrics["num_views"] == 30
-    np.testing.assert_allclose(output.arrays["probabilities"], result_1.arrays["probabilities"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        output.arrays["probabilities"], result_1.arrays["probabilities"], rtol=1e-6
+    )
     assert output.metrics["top1"] == result_1.metrics["top1"]
 
 
@@ -242,11 +275,13 @@ class _CorruptSource:
         return record
 
 
-def test_unreadable_video_is_counted_and_not_scored(runner_1, workdir, result_1, monkeypatch,
-                                                    tmp_path):
+def test_unreadable_video_is_counted_and_not_scored(
+    runner_1, workdir, result_1, monkeypatch, tmp_path
+):
     real = pipeline.open_source
-    monkeypatch.setattr(pipeline, "open_source",
-                        lambda cfg, split: _CorruptSource(real(cfg, split), {2}))
+    monkeypatch.setattr(
+        pipeline, "open_source", lambda cfg, split: _CorruptSource(real(cfg, split), {2})
+    )
     restored = restore_for_eval(workdir[0], runner_1.mesh, step=2)
     output = runner_1.evaluate(restored, str(tmp_path))
     metrics = json.load(open(tmp_path / "metrics.json"))
@@ -254,8 +289,9 @@ def test_unreadable_video_is_counted_and_not_scored(runner_1, workdir, result_1,
     assert metrics["unreadable_video_ids"] == [str(output.arrays["video_ids"][2])]
     assert metrics["num_views"] == 30 and metrics["num_views_evaluated"] == 24
     keep = np.arange(5) != 2
-    expected = eval_protocols.accuracies(result_1.arrays["probabilities"][keep],
-                                         result_1.arrays["labels"][keep], 3)
+    expected = eval_protocols.accuracies(
+        result_1.arrays["probabilities"][keep], result_1.arrays["labels"][keep], 3
+    )
     assert metrics["top1"] == pytest.approx(expected["top1"])
     npz = np.load(tmp_path / "predictions.npz")
     assert npz["readable"].tolist() == keep.tolist()
@@ -267,31 +303,54 @@ def test_cli_on_pth_export_matches_workdir(workdir, config, prepared, result_1, 
     pth = str(tmp_path / "model.pth")
     save_torch_checkpoint(pth, jax.device_get(workdir[1][2].variables), config.model)
     out = tmp_path / "eval"
-    run = subprocess.run(_eval_command(pth, prepared[0], out), env=device_env(8), capture_output=True, text=True,
-                         timeout=300, cwd=REPO)
+    run = subprocess.run(
+        _eval_command(pth, prepared[0], out),
+        env=device_env(8),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "top1" in run.stdout and "view/s" in run.stderr  # summary line, progress bar
     metrics = json.load(open(out / "metrics.json"))
     assert metrics["devices"] == 8 and metrics["step"] is None
-    for key in ("top1", "top5", "mean_class_accuracy", "num_views", "num_videos",
-                "num_unreadable", "protocol"):
+    for key in (
+        "top1",
+        "top5",
+        "mean_class_accuracy",
+        "num_views",
+        "num_videos",
+        "num_unreadable",
+        "protocol",
+    ):
         assert metrics[key] == result_1.metrics[key], key
     npz = np.load(out / "predictions.npz")
-    np.testing.assert_allclose(npz["probabilities"], result_1.arrays["probabilities"],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(npz["view_logits"], result_1.arrays["view_logits"],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        npz["probabilities"], result_1.arrays["probabilities"], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        npz["view_logits"], result_1.arrays["view_logits"], rtol=1e-4, atol=1e-5
+    )
     assert npz["video_ids"].tolist() == result_1.arrays["video_ids"].tolist()
     assert npz["class_names"].tolist() == ["walk", "run", "jump"]
 
 
 def _eval_command(checkpoint, prepared_dir, output_dir):
-    return [sys.executable, os.path.join(REPO, "eval.py"),
-            f"--config={os.path.join(REPO, 'configs', 'k400.py')}:depth=10,frames=2,widen=0.125",
-            f"--checkpoint={checkpoint}", f"--data={prepared_dir}", f"--protocol={PROTOCOL_FLAG}",
-            f"--output_dir={output_dir}", f"--batch_size={BATCH}",
-            "--config.data.dataset=squeezetime_video/custom", "--config.data.num_workers=0",
-            "--config.data.test.short_side=48", "--config.data.test.crop_size=48"]
+    return [
+        sys.executable,
+        os.path.join(REPO, "eval.py"),
+        f"--config={os.path.join(REPO, 'configs', 'k400.py')}:depth=10,frames=2,widen=0.125",
+        f"--checkpoint={checkpoint}",
+        f"--data={prepared_dir}",
+        f"--protocol={PROTOCOL_FLAG}",
+        f"--output_dir={output_dir}",
+        f"--batch_size={BATCH}",
+        "--config.data.dataset=squeezetime_video/custom",
+        "--config.data.num_workers=0",
+        "--config.data.test.short_side=48",
+        "--config.data.test.crop_size=48",
+    ]
 
 
 def test_two_processes_gather_every_view_once(workdir, prepared, result_1, tmp_path):
@@ -302,12 +361,28 @@ def test_two_processes_gather_every_view_once(workdir, prepared, result_1, tmp_p
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "eval"
-    commands = [_eval_command(workdir[0], prepared[0], out) + [
-        "--step=2", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-        f"--process_id={i}", "--noprogress"] for i in range(2)]
-    processes = [subprocess.Popen(c, env=device_env(1), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, cwd=REPO)
-                 for c in commands]
+    commands = [
+        _eval_command(workdir[0], prepared[0], out)
+        + [
+            "--step=2",
+            f"--coordinator_address=127.0.0.1:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            "--noprogress",
+        ]
+        for i in range(2)
+    ]
+    processes = [
+        subprocess.Popen(
+            c,
+            env=device_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+        )
+        for c in commands
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     for p, output in zip(processes, outputs):
         assert p.returncode == 0, output[-3000:]
@@ -318,11 +393,13 @@ def test_two_processes_gather_every_view_once(workdir, prepared, result_1, tmp_p
     npz = np.load(out / "predictions.npz")
     for key in ("view_video_index", "view_clip_index", "view_crop_index", "labels"):
         np.testing.assert_array_equal(npz[key], result_1.arrays[key])
-    np.testing.assert_allclose(npz["probabilities"], result_1.arrays["probabilities"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        npz["probabilities"], result_1.arrays["probabilities"], rtol=1e-5, atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- --watch
+
 
 def test_watch_evaluates_new_checkpoints_until_the_final_step(config, workdir, tmp_path):
     source_dir, _ = workdir
@@ -336,8 +413,13 @@ def test_watch_evaluates_new_checkpoints_until_the_final_step(config, workdir, t
         os.rename(tmp, os.path.join(watched, "checkpoints", str(step)))
 
     publish(1)
-    protocol = {"base": "test", "num_clips": 1, "num_crops": 1, "split": "train",
-                "crop_size": 48}
+    protocol = {
+        "base": "test",
+        "num_clips": 1,
+        "num_crops": 1,
+        "split": "train",
+        "crop_size": 48,
+    }
     outputs = os.path.join(watched, "eval", ev.protocol_name(protocol))
 
     def second_checkpoint_later():
@@ -351,14 +433,23 @@ def test_watch_evaluates_new_checkpoints_until_the_final_step(config, workdir, t
 
     thread = threading.Thread(target=second_checkpoint_later)
     thread.start()
-    results = ev.watch(config, watched, protocol=protocol, timeout=120, poll_seconds=0.2,
-                       batch_size=BATCH, progress=False)
+    results = ev.watch(
+        config,
+        watched,
+        protocol=protocol,
+        timeout=120,
+        poll_seconds=0.2,
+        batch_size=BATCH,
+        progress=False,
+    )
     thread.join()
     assert sorted(results) == [1, 2]
     lines = [json.loads(line) for line in open(os.path.join(watched, "metrics.jsonl"))]
     assert [line["step"] for line in lines] == [1, 2]
     for line in lines:
-        assert line[f"eval/{ev.protocol_name(protocol)}/top1"] == pytest.approx(results[line["step"]]["top1"])
+        assert line[f"eval/{ev.protocol_name(protocol)}/top1"] == pytest.approx(
+            results[line["step"]]["top1"]
+        )
     assert os.listdir(os.path.join(watched, "tensorboard"))
     # Different parameters at the two steps: different predictions.
     p1 = np.load(os.path.join(outputs, "step_1", "predictions.npz"))
@@ -373,7 +464,19 @@ def test_watch_stops_after_timeout_without_final_step(config, workdir, tmp_path)
     train_config = json.load(open(os.path.join(watched, "config.json")))
     train_config["total_steps"] = 10  # training is not finished: only the timeout stops it
     json.dump(train_config, open(os.path.join(watched, "config.json"), "w"))
-    results = ev.watch(config, watched, protocol={"base": "test", "num_clips": 1, "num_crops": 1,
-                                                  "split": "train", "crop_size": 48},
-                       timeout=0.5, poll_seconds=0.1, batch_size=BATCH, progress=False)
+    results = ev.watch(
+        config,
+        watched,
+        protocol={
+            "base": "test",
+            "num_clips": 1,
+            "num_crops": 1,
+            "split": "train",
+            "crop_size": 48,
+        },
+        timeout=0.5,
+        poll_seconds=0.1,
+        batch_size=BATCH,
+        progress=False,
+    )
     assert sorted(results) == [1, 2]

@@ -16,12 +16,19 @@ torch = pytest.importorskip("torch")
 from squeezetime_jax import export as cli  # noqa: E402
 from squeezetime_jax.interop import export  # noqa: E402
 from squeezetime_jax.interop.folding import (  # noqa: E402
-    bake_positional_embeddings_, fold_batchnorm_, fold_input_normalization_)
+    bake_positional_embeddings_,
+    fold_batchnorm_,
+    fold_input_normalization_,
+)
 from squeezetime_jax.interop.torch_model import (  # noqa: E402
-    SqueezeTimeTorch, randomize_batchnorm_)
+    SqueezeTimeTorch,
+    randomize_batchnorm_,
+)
 from squeezetime_jax.loading import load  # noqa: E402
 
-SMALL = dict(depth=10, widen_factor=0.25, pos_dims=(8, 4, 2, 1), num_classes=7, num_frames=4)
+SMALL = dict(
+    depth=10, widen_factor=0.25, pos_dims=(8, 4, 2, 1), num_classes=7, num_frames=4
+)
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1, 1)
 STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1, 1)
 
@@ -66,8 +73,9 @@ def test_fold_batchnorm_keeps_the_function_and_removes_every_batchnorm(depth):
 def test_raw_input_stem_matches_normalizing_first_including_the_border():
     twin = fold_batchnorm_(_twin())
     raw = torch.rand(1, 3, 4, 32, 32) * 255
-    raw_model = fold_input_normalization_(copy.deepcopy(twin), MEAN.flatten().tolist(),
-                                          STD.flatten().tolist(), (32, 32))
+    raw_model = fold_input_normalization_(
+        copy.deepcopy(twin), MEAN.flatten().tolist(), STD.flatten().tolist(), (32, 32)
+    )
     with torch.no_grad():
         ref = twin.backbone.net.conv1(((raw - MEAN) / STD).reshape(1, 12, 32, 32))
         out = raw_model.backbone.net.conv1(raw.reshape(1, 12, 32, 32))
@@ -81,7 +89,9 @@ def test_baked_positional_embeddings_match_the_resizing_twin():
     twin = _twin()
     x = torch.randn(1, 3, 4, 64, 64)  # stage maps 16..2 differ from pos_dims 8..1
     baked = bake_positional_embeddings_(copy.deepcopy(twin), x)
-    sizes = {tuple(m.pos_embed.shape[-2:]) for m in baked.modules() if hasattr(m, "pos_embed")}
+    sizes = {
+        tuple(m.pos_embed.shape[-2:]) for m in baked.modules() if hasattr(m, "pos_embed")
+    }
     assert sizes == {(16, 16), (8, 8), (4, 4), (2, 2)}
     with torch.no_grad():
         assert torch.allclose(baked(x), twin(x), atol=1e-6)
@@ -100,10 +110,26 @@ def test_reference_clip_is_smooth_moving_and_deterministic():
 # --- formats, through the CLI -----------------------------------------------------
 
 
-def test_pytorch_export_writes_state_dict_and_program_matching_jax(small_checkpoint, tmp_path,
-                                                                   capsys):
-    assert cli.main(["--checkpoint", small_checkpoint, "--format", "pytorch", "--out",
-                     str(tmp_path), "--frames", "4", "--size", "64"]) == 0
+def test_pytorch_export_writes_state_dict_and_program_matching_jax(
+    small_checkpoint, tmp_path, capsys
+):
+    assert (
+        cli.main(
+            [
+                "--checkpoint",
+                small_checkpoint,
+                "--format",
+                "pytorch",
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "4",
+                "--size",
+                "64",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "max abs err" in printed and "relative" in printed and "OK" in printed
     reference = _jax_reference(small_checkpoint, 4, 64)
@@ -115,8 +141,11 @@ def test_pytorch_export_writes_state_dict_and_program_matching_jax(small_checkpo
     with torch.no_grad():
         assert _rel(twin(x).numpy(), reference) < 1e-5
         assert _rel(program(x).numpy(), reference) < export.TOLERANCES["pytorch"]
-    names = [n.target.__name__ for n in torch.export.load(str(tmp_path / "squeezetime.pt2"))
-             .graph.nodes if n.op == "call_function"]
+    names = [
+        n.target.__name__
+        for n in torch.export.load(str(tmp_path / "squeezetime.pt2")).graph.nodes
+        if n.op == "call_function"
+    ]
     assert not [n for n in names if "batch_norm" in n]  # folded for inference
 
     info = json.loads((tmp_path / "squeezetime_export_info.json").read_text())
@@ -128,9 +157,25 @@ def test_pytorch_export_writes_state_dict_and_program_matching_jax(small_checkpo
 def test_executorch_raw_input_fp32_and_int8_match_jax(small_checkpoint, tmp_path, capsys):
     pytest.importorskip("executorch")
     pytest.importorskip("torchao")
-    assert cli.main(["--checkpoint", small_checkpoint, "--format", "executorch", "--out",
-                     str(tmp_path), "--frames", "4", "--size", "32", "--raw-input",
-                     "--int8"]) == 0
+    assert (
+        cli.main(
+            [
+                "--checkpoint",
+                small_checkpoint,
+                "--format",
+                "executorch",
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "4",
+                "--size",
+                "32",
+                "--raw-input",
+                "--int8",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "executorch-int8" in printed
     # The whole network in one XNNPACK subgraph, float32 and int8: no portable fallback.
@@ -144,18 +189,34 @@ def test_executorch_raw_input_fp32_and_int8_match_jax(small_checkpoint, tmp_path
     # int8 is close but visibly not float32: proves the quantized graph runs.
     assert 1e-4 < _rel(int8, reference) < export.INT8_TOLERANCE
     size = lambda name: os.path.getsize(tmp_path / name)
-    assert size("squeezetime_raw_xnnpack_int8.pte") < 0.5 * size("squeezetime_raw_xnnpack.pte")
+    assert size("squeezetime_raw_xnnpack_int8.pte") < 0.5 * size(
+        "squeezetime_raw_xnnpack.pte"
+    )
 
 
 def test_onnx_export_matches_jax(small_checkpoint, tmp_path):
     for module in ("onnx", "onnxscript", "onnxruntime"):
         pytest.importorskip(module)
-    assert cli.main(["--checkpoint", small_checkpoint, "--format", "onnx", "--out",
-                     str(tmp_path), "--size", "32"]) == 0
+    assert (
+        cli.main(
+            [
+                "--checkpoint",
+                small_checkpoint,
+                "--format",
+                "onnx",
+                "--out",
+                str(tmp_path),
+                "--size",
+                "32",
+            ]
+        )
+        == 0
+    )
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(tmp_path / "squeezetime.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tmp_path / "squeezetime.onnx"), providers=["CPUExecutionProvider"]
+    )
     assert [i.name for i in session.get_inputs()] == ["video"]
     assert session.get_inputs()[0].shape == [1, 3, 4, 32, 32]
     x = export.to_program_input(export.reference_clip(4, 32))
@@ -166,8 +227,9 @@ def test_onnx_export_matches_jax(small_checkpoint, tmp_path):
 # --- failures ---------------------------------------------------------------------
 
 
-def test_parity_failure_exits_nonzero_and_names_the_file(small_checkpoint, tmp_path,
-                                                         monkeypatch, capsys):
+def test_parity_failure_exits_nonzero_and_names_the_file(
+    small_checkpoint, tmp_path, monkeypatch, capsys
+):
     build = export.inference_model
 
     def broken(*args, **kwargs):  # a folding bug: one wrong stem weight
@@ -177,39 +239,78 @@ def test_parity_failure_exits_nonzero_and_names_the_file(small_checkpoint, tmp_p
         return model
 
     monkeypatch.setattr(export, "inference_model", broken)
-    assert cli.main(["--checkpoint", small_checkpoint, "--format", "pytorch", "--out",
-                     str(tmp_path), "--size", "32"]) == 1
+    assert (
+        cli.main(
+            [
+                "--checkpoint",
+                small_checkpoint,
+                "--format",
+                "pytorch",
+                "--out",
+                str(tmp_path),
+                "--size",
+                "32",
+            ]
+        )
+        == 1
+    )
     captured = capsys.readouterr()
     assert "FAILED" in captured.out
     assert "squeezetime.pt2" in captured.err and "parity check failed" in captured.err
 
 
-def test_missing_extra_names_the_package_and_the_install_line(small_checkpoint, tmp_path,
-                                                              monkeypatch, capsys):
+def test_missing_extra_names_the_package_and_the_install_line(
+    small_checkpoint, tmp_path, monkeypatch, capsys
+):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
-    assert cli.main(["--checkpoint", small_checkpoint, "--format", "all", "--out",
-                     str(tmp_path)]) == 2
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a),
+    )
+    assert (
+        cli.main(
+            ["--checkpoint", small_checkpoint, "--format", "all", "--out", str(tmp_path)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "onnxruntime" in err and "pip install -e '.[export]'" in err
     assert not os.listdir(tmp_path)  # checked before any work
 
 
-def test_wrong_frame_count_and_bad_checkpoint_are_clear_errors(small_checkpoint, tmp_path,
-                                                               capsys):
-    assert cli.main(["--checkpoint", small_checkpoint, "--format", "pytorch", "--out",
-                     str(tmp_path), "--frames", "16"]) == 1
+def test_wrong_frame_count_and_bad_checkpoint_are_clear_errors(
+    small_checkpoint, tmp_path, capsys
+):
+    assert (
+        cli.main(
+            [
+                "--checkpoint",
+                small_checkpoint,
+                "--format",
+                "pytorch",
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "16",
+            ]
+        )
+        == 1
+    )
     assert "takes 4 frames" in capsys.readouterr().err
     missing = str(tmp_path / "nope.pth")
-    assert cli.main(["--checkpoint", missing, "--format", "pytorch", "--out",
-                     str(tmp_path)]) == 1
+    assert (
+        cli.main(["--checkpoint", missing, "--format", "pytorch", "--out", str(tmp_path)])
+        == 1
+    )
     assert missing in capsys.readouterr().err
 
 
 def test_core_cli_module_imports_without_torch():
-    code = ("import sys, squeezetime_jax.export, squeezetime_jax.interop.export; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, squeezetime_jax.export, squeezetime_jax.interop.export; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -220,8 +321,9 @@ def test_full_k400_model_through_the_pytorch_program(tmp_path):
     """Depth 50, 400 classes, 16x224x224: the configuration the release ships."""
     path = tmp_path / "k400.pth"
     torch.save(randomize_batchnorm_(SqueezeTimeTorch(), seed=1).state_dict(), path)
-    checks = export.export_checkpoint(str(path), str(tmp_path / "out"), ["pytorch"],
-                                      log=lambda line: None)
+    checks = export.export_checkpoint(
+        str(path), str(tmp_path / "out"), ["pytorch"], log=lambda line: None
+    )
     (check,) = checks
     assert check.passed and check.relative < export.TOLERANCES["pytorch"]
     assert check.max_abs > 0  # compared for real, not to itself

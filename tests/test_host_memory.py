@@ -10,8 +10,9 @@ import pytest
 
 from squeezetime_jax.host_memory import release_freed_memory
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="glibc heap on Linux")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="glibc heap on Linux"
+)
 
 
 def _resident_mib() -> float:
@@ -77,8 +78,9 @@ _FAULTS = textwrap.dedent("""
 
 
 def _faults(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

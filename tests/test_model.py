@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from squeezetime_jax.models import (
-    STAGE_SIZES, BasicBlock, BottleneckBlock, SqueezeTime, build_model, model_config,
-    squeeze_time)
+    STAGE_SIZES,
+    BasicBlock,
+    BottleneckBlock,
+    SqueezeTime,
+    build_model,
+    model_config,
+    squeeze_time,
+)
 from squeezetime_jax.models.squeezetime import max_pool_3x3_stride2, resize_align_corners
 from squeezetime_jax.models.stats import count_params, model_summary
 
@@ -27,7 +33,8 @@ def test_every_depth_has_the_right_shapes(depth):
     clip = jax.ShapeDtypeStruct((2, 2, 64, 64, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), clip)
     logits, features = jax.eval_shape(
-        lambda v, x: model.apply(v, x, return_features=True), variables, clip)
+        lambda v, x: model.apply(v, x, return_features=True), variables, clip
+    )
     expansion = 1 if depth < 50 else 4
     assert logits.shape == (2, 5)
     assert features["stem"].shape == (2, 16, 16, 8)
@@ -43,11 +50,17 @@ def test_both_block_types_run_and_train(depth, block):
     clip = tiny_clip()
     variables = model.init(jax.random.key(0), clip)
     assert variables["params"]["backbone"]["layer1_0"].keys() >= (
-        {"conv1", "conv2"} | ({"conv3"} if block is BottleneckBlock else set()))
+        {"conv1", "conv2"} | ({"conv3"} if block is BottleneckBlock else set())
+    )
     logits = model.apply(variables, clip)
     assert logits.shape == (2, 5) and np.all(np.isfinite(logits))
-    train_logits, updates = model.apply(variables, clip, train=True, mutable=["batch_stats"],
-                                        rngs={"dropout": jax.random.key(1)})
+    train_logits, updates = model.apply(
+        variables,
+        clip,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": jax.random.key(1)},
+    )
     assert train_logits.shape == (2, 5)
     # Training mode moves the running statistics; inference mode does not use batch stats.
     before = jax.tree.leaves(variables["batch_stats"])
@@ -56,15 +69,18 @@ def test_both_block_types_run_and_train(depth, block):
 
 
 def test_released_parameter_counts():
-    summary = model_summary(build_model(model_config()), (1, 16, 224, 224, 3), with_flops=False)
+    summary = model_summary(
+        build_model(model_config()), (1, 16, 224, 224, 3), with_flops=False
+    )
     assert summary["params"] == 29_706_688
     assert summary["backbone_params"] == 28_887_088
     assert summary["head_params"] == 819_600
     # The paper's 5.5 GFLOPs: 5.4829 G multiply-adds over full windows.
     assert summary["macs"] == pytest.approx(5.4829e9, rel=1e-3)
     depth18 = build_model(model_config(depth=18))
-    variables = jax.eval_shape(lambda: depth18.init(jax.random.key(0),
-                                                    jnp.zeros((1, 16, 224, 224, 3))))
+    variables = jax.eval_shape(
+        lambda: depth18.init(jax.random.key(0), jnp.zeros((1, 16, 224, 224, 3)))
+    )
     assert count_params(variables["params"]) == 16_339_696
 
 
@@ -76,27 +92,36 @@ def test_squeeze_puts_colour_major_and_time_minor():
     squeezed = np.asarray(squeeze_time(jnp.asarray(clip)))
     channel = np.arange(colours * frames)
     # Released order: index c*T + t. The order t*C + c would give 100*(k % C) + k // C.
-    np.testing.assert_array_equal(squeezed[0, 0, 0], 100 * (channel // frames) + channel % frames)
+    np.testing.assert_array_equal(
+        squeezed[0, 0, 0], 100 * (channel // frames) + channel % frames
+    )
 
 
 def test_align_corners_resize_matches_definition():
     image = jax.random.normal(jax.random.key(0), (1, 3, 4, 2))
     resized = np.asarray(resize_align_corners(image, 5, 7))
     # Corners map onto corners exactly with align_corners=True.
-    np.testing.assert_allclose(resized[0, [0, 0, -1, -1], [0, -1, 0, -1]],
-                               np.asarray(image)[0, [0, 0, -1, -1], [0, -1, 0, -1]], rtol=1e-6)
+    np.testing.assert_allclose(
+        resized[0, [0, 0, -1, -1], [0, -1, 0, -1]],
+        np.asarray(image)[0, [0, 0, -1, -1], [0, -1, 0, -1]],
+        rtol=1e-6,
+    )
     # Row 2 of 5 sits exactly on source row 1 (scale (3-1)/(5-1)); column 3 of 7 on 1.5.
     expected = 0.5 * (np.asarray(image)[0, 1, 1] + np.asarray(image)[0, 1, 2])
     np.testing.assert_allclose(resized[0, 2, 3], expected, rtol=1e-5)
     assert resize_align_corners(image, 3, 4) is image
 
 
-@pytest.mark.parametrize("shape", [(2, 16, 16, 3), (1, 7, 9, 2), (1, 1, 1, 1), (1, 2, 3, 1)])
+@pytest.mark.parametrize(
+    "shape", [(2, 16, 16, 3), (1, 7, 9, 2), (1, 1, 1, 1), (1, 2, 3, 1)]
+)
 def test_stem_max_pool_matches_reduce_window_values_and_gradients(shape):
     reference = lambda z: nn.max_pool(z, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     # Rounded values make ties common: the gradient must go to the first maximum.
-    for x in (jax.random.normal(jax.random.key(0), shape),
-              jnp.round(jax.random.normal(jax.random.key(2), shape))):
+    for x in (
+        jax.random.normal(jax.random.key(0), shape),
+        jnp.round(jax.random.normal(jax.random.key(2), shape)),
+    ):
         np.testing.assert_array_equal(max_pool_3x3_stride2(x), reference(x))
         cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
         ours = jax.vjp(max_pool_3x3_stride2, x)[1](cotangent)[0]
@@ -109,8 +134,13 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
     clip = tiny_clip()
     variables = model.init(jax.random.key(0), clip)
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    logits, updates = model.apply(variables, clip, train=True, mutable=["batch_stats"],
-                                  rngs={"dropout": jax.random.key(1)})
+    logits, updates = model.apply(
+        variables,
+        clip,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": jax.random.key(1)},
+    )
     assert logits.dtype == jnp.float32
     assert {leaf.dtype for leaf in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
     reference = SqueezeTime(depth=10, **TINY).apply(variables, clip)
@@ -124,7 +154,9 @@ def test_init_follows_the_released_scheme():
     assert np.std(stem) == pytest.approx(np.sqrt(2 / (25 * 32)), rel=0.1)
     assert np.std(params["fc_cls"]["kernel"]) == pytest.approx(0.01, rel=0.1)
     assert not np.any(params["fc_cls"]["bias"])
-    short_bias = params["backbone"]["layer1_0"]["conv1"]["spatial_conv"]["short_conv"]["bias"]
+    short_bias = params["backbone"]["layer1_0"]["conv1"]["spatial_conv"]["short_conv"][
+        "bias"
+    ]
     assert np.max(np.abs(short_bias)) <= 1 / np.sqrt(32 * 9)  # uniform(+-1/sqrt(fan_in))
     bn = params["backbone"]["bn1"]
     assert np.all(bn["scale"] == 1) and not np.any(bn["bias"])

@@ -43,14 +43,21 @@ def _relative_error(ours, reference):
 
 
 def _clip(frames, size, batch=1, seed=0, dtype=np.float32):
-    return np.random.default_rng(seed).standard_normal((batch, frames, size, size, 3)).astype(dtype)
+    return (
+        np.random.default_rng(seed)
+        .standard_normal((batch, frames, size, size, 3))
+        .astype(dtype)
+    )
 
 
-@pytest.mark.parametrize("depth,frames,size", [
-    (50, 16, 224),  # the released K400 model at its configured input
-    (50, 8, 160),   # other frames and resolution: every pos_embed is resized
-    (18, 16, 224),  # basic blocks: conv1's pos_dim 7 embedding is always resized
-])
+@pytest.mark.parametrize(
+    "depth,frames,size",
+    [
+        (50, 16, 224),  # the released K400 model at its configured input
+        (50, 8, 160),  # other frames and resolution: every pos_embed is resized
+        (18, 16, 224),  # basic blocks: conv1's pos_dim 7 embedding is always resized
+    ],
+)
 def test_full_size_float32_matches_torch_float64(depth, frames, size):
     twin = _twin(depth=depth, pos_dims=K400_POS_DIMS, num_classes=400, num_frames=frames)
     converted = conversion.from_torch({k: v.numpy() for k, v in twin.state_dict().items()})
@@ -93,11 +100,17 @@ def test_time_major_channel_order_breaks_parity():
     state_dict = {k: v.numpy() for k, v in twin.state_dict().items()}
     clip = _clip(frames, 32, batch=2)
     reference = _torch_logits(twin, clip)
-    assert _relative_error(_flax_logits(conversion.from_torch(state_dict), clip),
-                           reference) <= 1e-5
+    assert (
+        _relative_error(_flax_logits(conversion.from_torch(state_dict), clip), reference)
+        <= 1e-5
+    )
     # Input channel t*C + c of the permuted stem holds the weights of channel c*T + t.
     order = [c * frames + t for t in range(frames) for c in range(3)]
     permuted = dict(state_dict)
-    permuted["backbone.net.conv1.weight"] = state_dict["backbone.net.conv1.weight"][:, order]
-    assert _relative_error(_flax_logits(conversion.from_torch(permuted), clip),
-                           reference) > 1e-2
+    permuted["backbone.net.conv1.weight"] = state_dict["backbone.net.conv1.weight"][
+        :, order
+    ]
+    assert (
+        _relative_error(_flax_logits(conversion.from_torch(permuted), clip), reference)
+        > 1e-2
+    )

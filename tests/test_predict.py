@@ -25,8 +25,9 @@ def checkpoint(tmp_path_factory):
     """A released-layout .pth of a tiny 400-class model (a K400 head), and the PyTorch
     twin that wrote it, which computes the expected probabilities independently."""
     torch.manual_seed(0)
-    model = randomize_batchnorm_(SqueezeTimeTorch(depth=10, widen_factor=0.125,
-                                                  pos_dims=(4, 2, 1, 1), num_frames=2))
+    model = randomize_batchnorm_(
+        SqueezeTimeTorch(depth=10, widen_factor=0.125, pos_dims=(4, 2, 1, 1), num_frames=2)
+    )
     with torch.no_grad():  # spread the logits so the classes are well separated
         model.cls_head.fc_cls.weight.mul_(30)
     path = str(tmp_path_factory.mktemp("ckpt") / "k400_tiny.pth")
@@ -39,10 +40,16 @@ def videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
     good = [
         sv.write_video(root / "a.mp4", sv.VideoSpec(num_frames=30)),
-        sv.write_video(root / "b.avi", sv.VideoSpec(codec="mpeg4", container="avi",
-                                                    num_frames=20, bframes=False)),
-        sv.write_video(root / "c.webm", sv.VideoSpec(codec="libvpx-vp9", container="webm",
-                                                     num_frames=20, bframes=False)),
+        sv.write_video(
+            root / "b.avi",
+            sv.VideoSpec(codec="mpeg4", container="avi", num_frames=20, bframes=False),
+        ),
+        sv.write_video(
+            root / "c.webm",
+            sv.VideoSpec(
+                codec="libvpx-vp9", container="webm", num_frames=20, bframes=False
+            ),
+        ),
     ]
     broken = sv.write_truncated(good[0], root / "broken.mp4", keep_fraction=0.3)
     return [str(p) for p in good], str(broken)
@@ -52,11 +59,21 @@ def _expected(model, path, clips, crops):
     """Mean softmax over the views by the PyTorch twin, outside the predictor."""
     data = default_data_config()
     data.num_frames = 2
-    protocol = eval_protocol(data, {"base": "test", "num_clips": clips, "num_crops": crops,
-                                    "short_side": 48, "crop_size": 48})
+    protocol = eval_protocol(
+        data,
+        {
+            "base": "test",
+            "num_clips": clips,
+            "num_crops": crops,
+            "short_side": 48,
+            "crop_size": 48,
+        },
+    )
     views = video_views(open(path, "rb").read(), data, protocol)["video"]
     assert views.shape == (clips * crops, 2, 48, 48, 3)
-    x = (views.astype(np.float32) - np.array(MEAN_RGB, np.float32)) / np.array(STD_RGB, np.float32)
+    x = (views.astype(np.float32) - np.array(MEAN_RGB, np.float32)) / np.array(
+        STD_RGB, np.float32
+    )
     with torch.no_grad():
         logits = model(torch.from_numpy(x).permute(0, 4, 1, 2, 3)).double().numpy()
     probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -66,7 +83,9 @@ def _expected(model, path, clips, crops):
 def _check_top(top, expected):
     """Reported probabilities are the expected ones, in descending order, and the best."""
     got = np.array([t["probability"] for t in top])
-    np.testing.assert_allclose(got, expected[[t["index"] for t in top]], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(
+        got, expected[[t["index"] for t in top]], rtol=1e-3, atol=1e-6
+    )
     assert np.all(np.diff(got) <= 0)
     assert got[-1] >= np.sort(expected)[::-1][len(top)] - 1e-5
     assert got[0] == pytest.approx(expected.max(), rel=1e-3)
@@ -88,8 +107,20 @@ def test_json_top5_with_k400_names_and_an_unreadable_file(checkpoint, videos, ca
     path, model = checkpoint
     good, broken = videos
     missing = os.path.join(os.path.dirname(broken), "missing.mp4")
-    code = predict.main(["--checkpoint", path, "--json", "--views=2x3", *SMALL,
-                         good[0], broken, good[1], missing, good[2]])
+    code = predict.main(
+        [
+            "--checkpoint",
+            path,
+            "--json",
+            "--views=2x3",
+            *SMALL,
+            good[0],
+            broken,
+            good[1],
+            missing,
+            good[2],
+        ]
+    )
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines()]
     assert code == 1
@@ -110,15 +141,18 @@ def test_text_output_with_class_file_and_one_view(checkpoint, videos, tmp_path, 
     good, _ = videos
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(f"action {i}" for i in range(400)) + "\n")
-    code = predict.main(["--checkpoint", path, f"--classes={classes}", "--views=1x1", *SMALL,
-                         good[2]])
+    code = predict.main(
+        ["--checkpoint", path, f"--classes={classes}", "--views=1x1", *SMALL, good[2]]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert out[0] == good[2] and len(out) == 6
     expected = _expected(model, good[2], 1, 1)
     best = int(np.argmax(expected))
     assert out[1].split(None, 1)[1] == f"action {best}"
-    assert float(out[1].split()[0].rstrip("%")) == pytest.approx(100 * expected[best], abs=0.006)
+    assert float(out[1].split()[0].rstrip("%")) == pytest.approx(
+        100 * expected[best], abs=0.006
+    )
 
     classes.write_text("walk\nrun\n")
     with pytest.raises(SystemExit) as exit_info:
@@ -138,9 +172,22 @@ def test_module_cli_exit_status_and_error_line(checkpoint, videos):
     path, _ = checkpoint
     good, broken = videos
     run = subprocess.run(
-        [sys.executable, "-m", "squeezetime_jax.predict", f"--checkpoint={path}", "--views=1x1",
-         *SMALL, broken, good[1]],
-        env=device_env(1), capture_output=True, text=True, timeout=300, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "squeezetime_jax.predict",
+            f"--checkpoint={path}",
+            "--views=1x1",
+            *SMALL,
+            broken,
+            good[1],
+        ],
+        env=device_env(1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert run.returncode == 1, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert lines[0].startswith(f"{broken}: error: unreadable video: cannot open container")

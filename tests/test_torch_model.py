@@ -31,8 +31,10 @@ def _meta_model(**kwargs):
 def test_k400_state_dict_is_the_released_one_in_order():
     official = _official_entries()
     assert len(official) == 757
-    ours = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
-            for k, v in _meta_model().state_dict().items()]
+    ours = [
+        (k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in _meta_model().state_dict().items()
+    ]
     assert ours == official
 
 
@@ -56,8 +58,9 @@ def test_released_checkpoint_layout_loads_strictly():
 
 @pytest.mark.parametrize("depth", [10, 18, 34, 50, 101, 152, 200])
 def test_output_shapes_every_depth(depth):
-    model = SqueezeTimeTorch(depth=depth, widen_factor=0.125, pos_dims=(8, 4, 2, 1),
-                             num_classes=3, num_frames=2).eval()
+    model = SqueezeTimeTorch(
+        depth=depth, widen_factor=0.125, pos_dims=(8, 4, 2, 1), num_classes=3, num_frames=2
+    ).eval()
     with torch.no_grad():
         logits = model(torch.randn(2, 3, 2, 32, 32))
     assert logits.shape == (2, 3)
@@ -66,8 +69,9 @@ def test_output_shapes_every_depth(depth):
 
 
 def test_widen_factor_truncates_and_basic_conv1_uses_pos_dim_7():
-    model = _meta_model(depth=18, widen_factor=0.3, pos_dims=(9, 5, 3, 2), num_classes=4,
-                        num_frames=3)
+    model = _meta_model(
+        depth=18, widen_factor=0.3, pos_dims=(9, 5, 3, 2), num_classes=4, num_frames=3
+    )
     sd = model.state_dict()
     # int(64 * 0.3) = 19, int(512 * 0.3) = 153 (not 19 * 8 = 152).
     assert sd["backbone.net.conv1.weight"].shape == (19, 9, 5, 5)
@@ -76,7 +80,12 @@ def test_widen_factor_truncates_and_basic_conv1_uses_pos_dim_7():
     for stage, pos_dim in zip(range(1, 5), (9, 5, 3, 2)):
         prefix = f"backbone.net.layer{stage}.1."
         assert sd[prefix + "conv1.spatial_conv.pos_embed"].shape == (1, 16, 7, 7)
-        assert sd[prefix + "conv2.spatial_conv.pos_embed"].shape == (1, 16, pos_dim, pos_dim)
+        assert sd[prefix + "conv2.spatial_conv.pos_embed"].shape == (
+            1,
+            16,
+            pos_dim,
+            pos_dim,
+        )
 
 
 def test_dropout_only_in_training():
@@ -94,8 +103,9 @@ def test_dropout_only_in_training():
 
 def test_released_initialization():
     torch.manual_seed(0)
-    model = SqueezeTimeTorch(depth=50, widen_factor=0.5, pos_dims=(56, 28, 14, 7),
-                             num_classes=400, num_frames=16)
+    model = SqueezeTimeTorch(
+        depth=50, widen_factor=0.5, pos_dims=(56, 28, 14, 7), num_classes=400, num_frames=16
+    )
     sd = model.state_dict()
     head = sd["cls_head.fc_cls.weight"]
     assert abs(head.std().item() - 0.01) < 0.001

@@ -15,24 +15,37 @@ import torch
 
 from configs import hmdb51, k400
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import mesh as mesh_lib, optim
+from squeezetime_jax.training import mesh as mesh_lib
+from squeezetime_jax.training import optim
 from squeezetime_jax.training.state import create_train_state, init_train_state
 from squeezetime_jax.training.step import train_step
 from squeezetime_jax.training.trainer import NonFiniteLossError, train_and_evaluate
 from tests.training_utils import (
-    checkpoint_steps, device_env, run_train, saved_params, tiny_config, train_command)
+    checkpoint_steps,
+    device_env,
+    run_train,
+    saved_params,
+    tiny_config,
+    train_command,
+)
 
 
 def _assert_trees_close(a, b, rtol, atol):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                                   err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_allclose(
+            np.asarray(x),
+            np.asarray(y),
+            rtol=rtol,
+            atol=atol,
+            err_msg=jax.tree_util.keystr(path),
+        )
 
 
 def _assert_trees_equal(a, b):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
-                                      err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_array_equal(
+            np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path)
+        )
 
 
 @pytest.mark.parametrize("shard_params", [False, True])
@@ -45,40 +58,49 @@ def test_step_on_eight_devices_equals_one_device(shard_params):
     init = functools.partial(create_train_state, model, tx, clip_shape=(1, 2, 32, 32, 3))
     state = init_train_state(init, jax.random.PRNGKey(0), None)
     rng = np.random.default_rng(0)
-    batch = {"video": rng.integers(0, 256, (8, 2, 32, 32, 3), dtype=np.uint8),
-             "label": rng.integers(0, 5, (8,), dtype=np.int32)}
+    batch = {
+        "video": rng.integers(0, 256, (8, 2, 32, 32, 3), dtype=np.uint8),
+        "label": rng.integers(0, 5, (8,), dtype=np.int32),
+    }
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = mesh_lib.make_mesh((-1,), devices=devices)
-        shardings = mesh_lib.state_shardings(mesh, jax.eval_shape(lambda: state), shard_params)
-        step = jax.jit(functools.partial(train_step, model=model, tx=tx, schedule=schedule),
-                       in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
-                       out_shardings=(shardings, mesh_lib.replicated(mesh)))
-        new_state, metrics = step(jax.device_put(state, shardings),
-                                  mesh_lib.global_batch(batch, mesh))
+        shardings = mesh_lib.state_shardings(
+            mesh, jax.eval_shape(lambda: state), shard_params
+        )
+        step = jax.jit(
+            functools.partial(train_step, model=model, tx=tx, schedule=schedule),
+            in_shardings=(shardings, mesh_lib.batch_sharding(mesh)),
+            out_shardings=(shardings, mesh_lib.replicated(mesh)),
+        )
+        new_state, metrics = step(
+            jax.device_put(state, shardings), mesh_lib.global_batch(batch, mesh)
+        )
         results.append(jax.device_get((new_state.params, new_state.batch_stats, metrics)))
     (params1, stats1, metrics1), (params8, stats8, metrics8) = results
     assert metrics1["loss"] == pytest.approx(metrics8["loss"], rel=1e-5)
     _assert_trees_close(params1, params8, rtol=1e-4, atol=1e-5)
     # BatchNorm statistics are those of the global batch, not of each device's shard.
     _assert_trees_close(stats1, stats8, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(params1["fc_cls"]["kernel"],
-                           jax.device_get(state.params)["fc_cls"]["kernel"])
+    assert not np.allclose(
+        params1["fc_cls"]["kernel"], jax.device_get(state.params)["fc_cls"]["kernel"]
+    )
 
 
 def test_k400_schedule_follows_the_release():
     config = k400.get_config()
     steps_per_epoch = 10
-    schedule = optim.make_schedule(config, 512, total_steps=100 * steps_per_epoch,
-                                   steps_per_epoch=steps_per_epoch)
+    schedule = optim.make_schedule(
+        config, 512, total_steps=100 * steps_per_epoch, steps_per_epoch=steps_per_epoch
+    )
     peak = 0.015 * 512 / 64
     assert peak == pytest.approx(0.12)
     assert schedule(0) == pytest.approx(peak / 10)
     assert schedule(40) == pytest.approx(peak / 10 + (peak - peak / 10) / 2)
-    assert schedule(80) == pytest.approx(peak)          # end of the 8-epoch warm-up
+    assert schedule(80) == pytest.approx(peak)  # end of the 8-epoch warm-up
     mid = 80 + 460
     assert schedule(mid) == pytest.approx(1.5e-4 + (peak - 1.5e-4) / 2, rel=1e-5)
-    assert schedule(1000) == pytest.approx(1.5e-4)      # absolute floor, not scaled
+    assert schedule(1000) == pytest.approx(1.5e-4)  # absolute floor, not scaled
 
 
 def test_hmdb51_schedule_steps_down_and_scales_the_backbone():
@@ -107,22 +129,32 @@ def test_coupled_weight_decay_and_clipping_match_torch_sgd():
     params = {"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(5,))}
     # float32 on both sides: decoupled decay, or decay after momentum, would differ
     # by about lr * wd * |param| = 5e-3, far above float32 rounding.
-    torch_params = {k: torch.tensor(v, dtype=torch.float32, requires_grad=True)
-                    for k, v in params.items()}
+    torch_params = {
+        k: torch.tensor(v, dtype=torch.float32, requires_grad=True)
+        for k, v in params.items()
+    }
     sgd = torch.optim.SGD(torch_params.values(), lr=0.1, momentum=0.9, weight_decay=0.05)
     jax_params = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), params)
     opt_state = tx.init(jax_params)
     for _ in range(4):
-        grads = {k: (rng.normal(size=v.shape) * 3).astype(np.float32) for k, v in params.items()}
+        grads = {
+            k: (rng.normal(size=v.shape) * 3).astype(np.float32) for k, v in params.items()
+        }
         for k, p in torch_params.items():
             p.grad = torch.tensor(grads[k])
         torch.nn.utils.clip_grad_norm_(torch_params.values(), max_norm=1.0)
         sgd.step()
-        updates, opt_state = tx.update(jax.tree.map(jnp.asarray, grads), opt_state, jax_params)
+        updates, opt_state = tx.update(
+            jax.tree.map(jnp.asarray, grads), opt_state, jax_params
+        )
         jax_params = jax.tree.map(lambda p, u: p + u, jax_params, updates)
     for k in params:
-        np.testing.assert_allclose(np.asarray(jax_params[k]), torch_params[k].detach().numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(jax_params[k]),
+            torch_params[k].detach().numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_interrupted_run_resumes_bit_identically(tmp_path):
@@ -134,13 +166,18 @@ def test_interrupted_run_resumes_bit_identically(tmp_path):
     resumed = train_and_evaluate(tiny_config(), str(tmp_path / "killed"))
     assert int(resumed.step) == 6
     _assert_trees_equal(jax.device_get(full.params), jax.device_get(resumed.params))
-    _assert_trees_equal(jax.device_get(full.batch_stats), jax.device_get(resumed.batch_stats))
+    _assert_trees_equal(
+        jax.device_get(full.batch_stats), jax.device_get(resumed.batch_stats)
+    )
     _assert_trees_equal(jax.device_get(full.opt_state), jax.device_get(resumed.opt_state))
 
 
 def _global_norm(tree):
-    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
-                             for x in jax.tree.leaves(tree))))
+    return float(
+        np.sqrt(
+            sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree))
+        )
+    )
 
 
 def test_checkpoints_restore_on_another_device_count(tmp_path):
@@ -165,7 +202,11 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "preempted"
     process = subprocess.Popen(
         train_command(workdir, total_steps=100000, checkpoint_every_steps=100000),
-        env=device_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=device_env(1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in process.stdout:  # wait until training is under way
         lines.append(line)
@@ -188,10 +229,14 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     with pytest.raises(NonFiniteLossError, match=r"at step \d+") as error:
         train_and_evaluate(config, str(tmp_path))
     saved = checkpoint_steps(tmp_path)
-    assert f"last good checkpoint is step {saved[-1] if saved else None}" in str(error.value)
+    assert f"last good checkpoint is step {saved[-1] if saved else None}" in str(
+        error.value
+    )
     for step in saved:
-        assert all(np.all(np.isfinite(leaf))
-                   for leaf in jax.tree.leaves(saved_params(tmp_path, step)))
+        assert all(
+            np.all(np.isfinite(leaf))
+            for leaf in jax.tree.leaves(saved_params(tmp_path, step))
+        )
 
 
 def test_config_errors_are_one_line_and_early(tmp_path):
@@ -199,8 +244,13 @@ def test_config_errors_are_one_line_and_early(tmp_path):
         train_and_evaluate(tiny_config(batch_size=12), str(tmp_path))
     with pytest.raises(ValueError, match="model.depth must be one of"):
         train_and_evaluate(tiny_config(**{"model.depth": 42}), str(tmp_path))
-    result = subprocess.run(train_command(tmp_path / "x") + ["--config.no_such_field=1"],
-                            env=device_env(1), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        train_command(tmp_path / "x") + ["--config.no_such_field=1"],
+        env=device_env(1),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "no_such_field" in result.stderr
     assert not os.path.exists(tmp_path / "x" / "checkpoints")
 
@@ -214,22 +264,38 @@ def _free_port():
 def test_two_processes_on_localhost_agree_with_one(tmp_path):
     port = _free_port()
     workdir = tmp_path / "two"
-    commands = [train_command(workdir) + [f"--coordinator_address=127.0.0.1:{port}",
-                                          "--num_processes=2", f"--process_id={i}"]
-                for i in range(2)]
-    processes = [subprocess.Popen(c, env=device_env(1), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for c in commands]
+    commands = [
+        train_command(workdir)
+        + [
+            f"--coordinator_address=127.0.0.1:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+        ]
+        for i in range(2)
+    ]
+    processes = [
+        subprocess.Popen(
+            c,
+            env=device_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for c in commands
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     for p, out in zip(processes, outputs):
         assert p.returncode == 0, out[-3000:]
     run_train(tmp_path / "one", 2)
-    _assert_trees_close(saved_params(workdir, 6), saved_params(tmp_path / "one", 6),
-                        rtol=1e-5, atol=1e-7)
+    _assert_trees_close(
+        saved_params(workdir, 6), saved_params(tmp_path / "one", 6), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):
-    from absl import flags
     import json
+
+    from absl import flags
 
     from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
 
@@ -239,16 +305,27 @@ def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):
     data.num_frames = 2
     data.train.augment_on_device = True  # flip/jitter/erasing inside the jitted step
     data.train.resize_on_device = True  # YUV crops scaled and converted there too
-    config = tiny_config(**{"data": data, "model.num_classes": 3, "total_steps": 2,
-                            "schedule.warmup_steps": 1, "eval_every_steps": 2,
-                            "eval_protocol": "val"})
+    config = tiny_config(
+        **{
+            "data": data,
+            "model.num_classes": 3,
+            "total_steps": 2,
+            "schedule.warmup_steps": 1,
+            "eval_every_steps": 2,
+            "eval_protocol": "val",
+        }
+    )
     state = train_and_evaluate(config, str(tmp_path / "run"))
     assert int(state.step) == 2
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     train = [r for r in records if "train/loss" in r]
     val = [r for r in records if "val/top1" in r]
-    assert [r["step"] for r in train] == [1, 2] and all(np.isfinite(r["train/loss"]) for r in train)
+    assert [r["step"] for r in train] == [1, 2] and all(
+        np.isfinite(r["train/loss"]) for r in train
+    )
     assert len(val) == 1 and val[0]["step"] == 2
-    assert val[0]["val/views"] == 3  # the demo dataset's three validation videos, 1 view each
+    assert (
+        val[0]["val/views"] == 3
+    )  # the demo dataset's three validation videos, 1 view each
     assert 0.0 <= val[0]["val/top1"] <= 1.0

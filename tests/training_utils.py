@@ -50,8 +50,12 @@ def config_flags(**overrides):
 
 
 def train_command(workdir, **overrides):
-    return [sys.executable, os.path.join(REPO, "train.py"), f"--workdir={workdir}",
-            *config_flags(**overrides)]
+    return [
+        sys.executable,
+        os.path.join(REPO, "train.py"),
+        f"--workdir={workdir}",
+        *config_flags(**overrides),
+    ]
 
 
 def device_env(num_devices):
@@ -62,9 +66,14 @@ def device_env(num_devices):
 
 
 def run_train(workdir, num_devices, extra_args=(), timeout=300, **overrides):
-    result = subprocess.run(train_command(workdir, **overrides) + list(extra_args),
-                            env=device_env(num_devices), capture_output=True, text=True,
-                            timeout=timeout, cwd=REPO)
+    result = subprocess.run(
+        train_command(workdir, **overrides) + list(extra_args),
+        env=device_env(num_devices),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -79,6 +88,10 @@ def saved_params(workdir, step):
     path = os.path.join(workdir, "checkpoints", str(step), "state")
     with ocp.PyTreeCheckpointer() as checkpointer:
         metadata = checkpointer.metadata(path).item_metadata.tree
-        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
-        state = checkpointer.restore(path, ocp.args.PyTreeRestore(restore_args=restore_args))
+        restore_args = jax.tree.map(
+            lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata
+        )
+        state = checkpointer.restore(
+            path, ocp.args.PyTreeRestore(restore_args=restore_args)
+        )
     return state["params"]

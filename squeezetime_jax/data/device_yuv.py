@@ -29,60 +29,67 @@ KEYS = ("video_yuv420", "yuv_crop_size", "yuv_to_rgb")
 
 
 def _resample_matrix(out_size: int, in_size, buffer: int):
-  """(out_size, buffer) weights that resample the first `in_size` (traced) of `buffer`
-  samples to `out_size`: pixel centres aligned, triangle filter of width max(1, in/out),
-  weights renormalized at the edges."""
-  import jax.numpy as jnp
+    """(out_size, buffer) weights that resample the first `in_size` (traced) of `buffer`
+    samples to `out_size`: pixel centres aligned, triangle filter of width max(1, in/out),
+    weights renormalized at the edges."""
+    import jax.numpy as jnp
 
-  in_size = jnp.asarray(in_size, jnp.float32)
-  step = in_size / out_size
-  support = jnp.maximum(step, 1.0)
-  centres = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * step - 0.5
-  taps = jnp.arange(buffer, dtype=jnp.float32)
-  weights = jnp.maximum(0.0, 1.0 - jnp.abs(taps[None, :] - centres[:, None]) / support)
-  weights = jnp.where(taps[None, :] < in_size, weights, 0.0)
-  return weights / jnp.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    in_size = jnp.asarray(in_size, jnp.float32)
+    step = in_size / out_size
+    support = jnp.maximum(step, 1.0)
+    centres = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * step - 0.5
+    taps = jnp.arange(buffer, dtype=jnp.float32)
+    weights = jnp.maximum(0.0, 1.0 - jnp.abs(taps[None, :] - centres[:, None]) / support)
+    weights = jnp.where(taps[None, :] < in_size, weights, 0.0)
+    return weights / jnp.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
 
 
 def _one_clip(packed, crop_size, matrix, out_size: int):
-  import jax
-  import jax.numpy as jnp
+    import jax
+    import jax.numpy as jnp
 
-  frames, _, side = packed.shape
-  half = side // 2
-  y = packed[:, :side].astype(jnp.float32)
-  chroma = packed[:, side:].reshape(frames, 2, half, half).astype(jnp.float32)
-  height, width = crop_size[0], crop_size[1]
-  hi = jax.lax.Precision.HIGHEST
-  luma = jnp.einsum("oh,thw,pw->top", _resample_matrix(out_size, height, side), y,
-                    _resample_matrix(out_size, width, side), precision=hi)
-  # As libswscale does on the host: chroma is scaled as a 4:2:0 plane, then each
-  # sample covers its 2x2 output pixels (swscale's same-size YUV->RGB replicates it).
-  out_c = (out_size + 1) // 2
-  rows_c = _resample_matrix(out_c, height / 2, half)
-  cols_c = _resample_matrix(out_c, width / 2, half)
-  uv = jnp.einsum("oh,tchw,pw->tcop", rows_c, chroma, cols_c, precision=hi)
-  uv = jnp.repeat(jnp.repeat(uv, 2, axis=2), 2, axis=3)[:, :, :out_size, :out_size]
-  yuv1 = jnp.stack([luma, uv[:, 0], uv[:, 1], jnp.ones_like(luma)], axis=-1)
-  rgb = jnp.einsum("tope,ce->topc", yuv1, matrix, precision=hi)
-  return jnp.floor(jnp.clip(rgb, 0.0, 255.0) + 0.5)
+    frames, _, side = packed.shape
+    half = side // 2
+    y = packed[:, :side].astype(jnp.float32)
+    chroma = packed[:, side:].reshape(frames, 2, half, half).astype(jnp.float32)
+    height, width = crop_size[0], crop_size[1]
+    hi = jax.lax.Precision.HIGHEST
+    luma = jnp.einsum(
+        "oh,thw,pw->top",
+        _resample_matrix(out_size, height, side),
+        y,
+        _resample_matrix(out_size, width, side),
+        precision=hi,
+    )
+    # As libswscale does on the host: chroma is scaled as a 4:2:0 plane, then each
+    # sample covers its 2x2 output pixels (swscale's same-size YUV->RGB replicates it).
+    out_c = (out_size + 1) // 2
+    rows_c = _resample_matrix(out_c, height / 2, half)
+    cols_c = _resample_matrix(out_c, width / 2, half)
+    uv = jnp.einsum("oh,tchw,pw->tcop", rows_c, chroma, cols_c, precision=hi)
+    uv = jnp.repeat(jnp.repeat(uv, 2, axis=2), 2, axis=3)[:, :, :out_size, :out_size]
+    yuv1 = jnp.stack([luma, uv[:, 0], uv[:, 1], jnp.ones_like(luma)], axis=-1)
+    rgb = jnp.einsum("tope,ce->topc", yuv1, matrix, precision=hi)
+    return jnp.floor(jnp.clip(rgb, 0.0, 255.0) + 0.5)
 
 
 def to_rgb(batch, out_size: int):
-  """Batch with KEYS -> float32 (B, T, out_size, out_size, 3), values 0..255 integers."""
-  import jax
-  import jax.numpy as jnp
+    """Batch with KEYS -> float32 (B, T, out_size, out_size, 3), values 0..255 integers."""
+    import jax
+    import jax.numpy as jnp
 
-  return jax.vmap(lambda p, c, m: _one_clip(p, c, m, out_size))(
-      jnp.asarray(batch["video_yuv420"]), jnp.asarray(batch["yuv_crop_size"]),
-      jnp.asarray(batch["yuv_to_rgb"], jnp.float32))
+    return jax.vmap(lambda p, c, m: _one_clip(p, c, m, out_size))(
+        jnp.asarray(batch["video_yuv420"]),
+        jnp.asarray(batch["yuv_crop_size"]),
+        jnp.asarray(batch["yuv_to_rgb"], jnp.float32),
+    )
 
 
 def blank(num_frames: int, short_side: int) -> dict[str, np.ndarray]:
-  """One clip's arrays for a black clip (replacement when every retry failed)."""
-  matrix = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]], np.float32)
-  return {
-      "video_yuv420": np.zeros((num_frames, 3 * short_side // 2, short_side), np.uint8),
-      "yuv_crop_size": np.array([short_side, short_side], np.int32),
-      "yuv_to_rgb": matrix,
-  }
+    """One clip's arrays for a black clip (replacement when every retry failed)."""
+    matrix = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]], np.float32)
+    return {
+        "video_yuv420": np.zeros((num_frames, 3 * short_side // 2, short_side), np.uint8),
+        "yuv_crop_size": np.array([short_side, short_side], np.int32),
+        "yuv_to_rgb": matrix,
+    }

@@ -30,91 +30,91 @@ from squeezetime_jax.data import clips, tfds_builder
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-  num_classes: int
-  class_names: list[str]
-  num_examples: dict[str, int]  # per split
+    num_classes: int
+    class_names: list[str]
+    num_examples: dict[str, int]  # per split
 
 
 def _builder_dir(data_dir: str | None, name: str) -> str:
-  builder = tfds.builder(name, data_dir=data_dir or None)
-  return os.fspath(builder.data_dir)
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    return os.fspath(builder.data_dir)
 
 
 def dataset_info(data_dir: str | None, name: str) -> DatasetInfo:
-  """Classes and split sizes of a prepared dataset (no video is read)."""
-  info = tfds.builder(name, data_dir=data_dir or None).info
-  names = list(info.features["label"].names)
-  return DatasetInfo(
-      num_classes=len(names),
-      class_names=names,
-      num_examples={k: int(v.num_examples) for k, v in info.splits.items()},
-  )
+    """Classes and split sizes of a prepared dataset (no video is read)."""
+    info = tfds.builder(name, data_dir=data_dir or None).info
+    names = list(info.features["label"].names)
+    return DatasetInfo(
+        num_classes=len(names),
+        class_names=names,
+        num_examples={k: int(v.num_examples) for k, v in info.splits.items()},
+    )
 
 
 def open_source(data_config, split: str):
-  """Random-access source of records dict(video bytes, label, video_id, num_frames...)."""
-  try:
-    return tfds.data_source(
-        data_config.dataset, split=split, data_dir=data_config.data_dir or None
-    )
-  except Exception as e:  # tfds raises assorted types for missing data
-    raise FileNotFoundError(
-        f"cannot open dataset {data_config.dataset!r} split {split!r} in data_dir "
-        f"{data_config.data_dir!r}; prepare it with python -m "
-        f"squeezetime_jax.data.prepare: {e}"
-    ) from e
+    """Random-access source of records dict(video bytes, label, video_id, num_frames...)."""
+    try:
+        return tfds.data_source(
+            data_config.dataset, split=split, data_dir=data_config.data_dir or None
+        )
+    except Exception as e:  # tfds raises assorted types for missing data
+        raise FileNotFoundError(
+            f"cannot open dataset {data_config.dataset!r} split {split!r} in data_dir "
+            f"{data_config.data_dir!r}; prepare it with python -m "
+            f"squeezetime_jax.data.prepare: {e}"
+        ) from e
 
 
 def _process_shard(process_index, process_count) -> tuple[int, int]:
-  if process_index is None or process_count is None:
-    import jax  # only when the caller did not say; the workers never need it
+    if process_index is None or process_count is None:
+        import jax  # only when the caller did not say; the workers never need it
 
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-  return process_index, process_count
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    return process_index, process_count
 
 
 def _ensure_absl_flags_parsed() -> None:
-  # Grain's worker processes read absl flags; outside an absl app they are unparsed.
-  from absl import flags
+    # Grain's worker processes read absl flags; outside an absl app they are unparsed.
+    from absl import flags
 
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
-  if data_config.num_workers <= 0:
-    return ds
-  _ensure_absl_flags_parsed()
-  return ds.mp_prefetch(
-      grain.MultiprocessingOptions(
-          num_workers=data_config.num_workers,
-          per_worker_buffer_size=data_config.worker_buffer_size,
-      )
-  )
+    if data_config.num_workers <= 0:
+        return ds
+    _ensure_absl_flags_parsed()
+    return ds.mp_prefetch(
+        grain.MultiprocessingOptions(
+            num_workers=data_config.num_workers,
+            per_worker_buffer_size=data_config.worker_buffer_size,
+        )
+    )
 
 
 def _read_options(data_config) -> grain.ReadOptions:
-  return grain.ReadOptions(
-      num_threads=data_config.read_threads,
-      prefetch_buffer_size=max(1, data_config.worker_buffer_size),
-  )
+    return grain.ReadOptions(
+        num_threads=data_config.read_threads,
+        prefetch_buffer_size=max(1, data_config.worker_buffer_size),
+    )
 
 
 def _seeds(seed: int) -> tuple[int, int]:
-  shuffle_seed, map_seed = np.random.SeedSequence(seed).generate_state(2)
-  return int(shuffle_seed), int(map_seed)
+    shuffle_seed, map_seed = np.random.SeedSequence(seed).generate_state(2)
+    return int(shuffle_seed), int(map_seed)
 
 
 def train_order(
     num_records: int, *, seed: int, process_index: int, process_count: int
 ) -> grain.MapDataset:
-  """Infinite sequence of record indices this process trains on, in order."""
-  ds = grain.MapDataset.range(num_records)
-  ds = ds[process_index::process_count]  # shard before shuffling: a fixed subset each
-  return ds.shuffle(seed=_seeds(seed)[0]).repeat(None)  # reshuffled each epoch
+    """Infinite sequence of record indices this process trains on, in order."""
+    ds = grain.MapDataset.range(num_records)
+    ds = ds[process_index::process_count]  # shard before shuffling: a fixed subset each
+    return ds.shuffle(seed=_seeds(seed)[0]).repeat(None)  # reshuffled each epoch
 
 
 def make_train_dataset(
@@ -126,130 +126,151 @@ def make_train_dataset(
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.IterDataset:
-  """Infinite dataset of dict(video uint8 (B,T,S,S,3), label int32 (B,), decode_failed bool (B,)).
+    """Infinite dataset of dict(video uint8 (B,T,S,S,3), label int32 (B,), decode_failed bool (B,)).
 
-  With train.augment_on_device, batches also hold device_augment.PARAM_KEYS and the
-  step must call device_augment.augment_and_normalize(batch).
+    With train.augment_on_device, batches also hold device_augment.PARAM_KEYS and the
+    step must call device_augment.augment_and_normalize(batch).
 
-  `iter(ds)` gives a checkpointable grain iterator (get_state/set_state, or Orbax via
-  grain.checkpoint.CheckpointSave/CheckpointRestore).
-  """
-  split = split or data_config.train.split
-  pi, pc = _process_shard(process_index, process_count)
-  source = open_source(data_config, split)
-  if len(source) < pc:
-    raise ValueError(f"split {split!r} has {len(source)} videos, fewer than {pc} processes")
-  ds = train_order(len(source), seed=seed, process_index=pi, process_count=pc)
-  ds = ds.map(_WithRecord(source))
-  ds = ds.random_map(clips.TrainClip(data_config, source), seed=_seeds(seed)[1])
-  repeats = int(data_config.train.get("repeated_augmentation", 1))
-  if repeats < 1 or batch_size_per_process % repeats:
-    raise ValueError(
-        f"train.repeated_augmentation {repeats} must be >= 1 and divide "
-        f"batch_size_per_process {batch_size_per_process}"
-    )
-  ds = ds.batch(batch_size_per_process // repeats, drop_remainder=True)
-  if repeats > 1:
-    ds = ds.map(_merge_repeats)
-  if data_config.train.get("augment_on_device", False):
-    # The clips arrive unaugmented: a step that only normalizes trains without
-    # flip, jitter or erasing.
-    logging.info("train.augment_on_device: the train step must call "
-                 "device_augment.augment_and_normalize(batch)")
-  ds = ds.to_iter_dataset(_read_options(data_config))
-  return _prefetch(ds, data_config)
+    `iter(ds)` gives a checkpointable grain iterator (get_state/set_state, or Orbax via
+    grain.checkpoint.CheckpointSave/CheckpointRestore).
+    """
+    split = split or data_config.train.split
+    pi, pc = _process_shard(process_index, process_count)
+    source = open_source(data_config, split)
+    if len(source) < pc:
+        raise ValueError(
+            f"split {split!r} has {len(source)} videos, fewer than {pc} processes"
+        )
+    ds = train_order(len(source), seed=seed, process_index=pi, process_count=pc)
+    ds = ds.map(_WithRecord(source))
+    ds = ds.random_map(clips.TrainClip(data_config, source), seed=_seeds(seed)[1])
+    repeats = int(data_config.train.get("repeated_augmentation", 1))
+    if repeats < 1 or batch_size_per_process % repeats:
+        raise ValueError(
+            f"train.repeated_augmentation {repeats} must be >= 1 and divide "
+            f"batch_size_per_process {batch_size_per_process}"
+        )
+    ds = ds.batch(batch_size_per_process // repeats, drop_remainder=True)
+    if repeats > 1:
+        ds = ds.map(_merge_repeats)
+    if data_config.train.get("augment_on_device", False):
+        # The clips arrive unaugmented: a step that only normalizes trains without
+        # flip, jitter or erasing.
+        logging.info(
+            "train.augment_on_device: the train step must call "
+            "device_augment.augment_and_normalize(batch)"
+        )
+    ds = ds.to_iter_dataset(_read_options(data_config))
+    return _prefetch(ds, data_config)
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalProtocol:
-  num_clips: int
-  num_crops: int
-  short_side: int
-  crop_size: int
-  split: str
+    num_clips: int
+    num_crops: int
+    short_side: int
+    crop_size: int
+    split: str
 
 
 def eval_protocol(data_config, protocol: str | Mapping[str, Any]) -> EvalProtocol:
-  """'val', 'test' (from the config) or a mapping overriding any of their fields."""
-  if isinstance(protocol, str):
-    if protocol not in ("val", "test"):
-      raise ValueError(f"protocol must be 'val', 'test' or a mapping, got {protocol!r}")
-    base, overrides = protocol, {}
-  else:
-    overrides = dict(protocol)
-    base = overrides.pop("base", "test")
-  fields = data_config[base].to_dict()
-  unknown = set(overrides) - set(fields)
-  if unknown:
-    raise ValueError(f"unknown eval protocol fields {sorted(unknown)}; known {sorted(fields)}")
-  fields.update(overrides)
-  p = EvalProtocol(**{f.name: fields[f.name] for f in dataclasses.fields(EvalProtocol)})
-  if p.num_crops not in (1, 3):
-    raise ValueError(f"num_crops must be 1 (centre) or 3 (three-crop), got {p.num_crops}")
-  if p.crop_size > p.short_side:
-    raise ValueError(f"crop_size {p.crop_size} larger than short_side {p.short_side}")
-  return p
+    """'val', 'test' (from the config) or a mapping overriding any of their fields."""
+    if isinstance(protocol, str):
+        if protocol not in ("val", "test"):
+            raise ValueError(
+                f"protocol must be 'val', 'test' or a mapping, got {protocol!r}"
+            )
+        base, overrides = protocol, {}
+    else:
+        overrides = dict(protocol)
+        base = overrides.pop("base", "test")
+    fields = data_config[base].to_dict()
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise ValueError(
+            f"unknown eval protocol fields {sorted(unknown)}; known {sorted(fields)}"
+        )
+    fields.update(overrides)
+    p = EvalProtocol(**{f.name: fields[f.name] for f in dataclasses.fields(EvalProtocol)})
+    if p.num_crops not in (1, 3):
+        raise ValueError(
+            f"num_crops must be 1 (centre) or 3 (three-crop), got {p.num_crops}"
+        )
+    if p.crop_size > p.short_side:
+        raise ValueError(f"crop_size {p.crop_size} larger than short_side {p.short_side}")
+    return p
 
 
 def _load_index(data_config, split: str, source) -> dict:
-  path = os.path.join(
-      _builder_dir(data_config.data_dir, data_config.dataset), tfds_builder.index_file(split)
-  )
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      index = json.load(f)
-    if len(index["video_id"]) == len(source):
-      return index
-  # No index written at preparation time: read the records once.
-  ids, labels = [], []
-  for i in range(len(source)):
-    r = source[i]
-    vid = r["video_id"]
-    ids.append(vid.decode() if isinstance(vid, bytes) else str(vid))
-    labels.append(int(r["label"]))
-  return {"video_id": ids, "label": labels}
+    path = os.path.join(
+        _builder_dir(data_config.data_dir, data_config.dataset),
+        tfds_builder.index_file(split),
+    )
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+        if len(index["video_id"]) == len(source):
+            return index
+    # No index written at preparation time: read the records once.
+    ids, labels = [], []
+    for i in range(len(source)):
+        r = source[i]
+        vid = r["video_id"]
+        ids.append(vid.decode() if isinstance(vid, bytes) else str(vid))
+        labels.append(int(r["label"]))
+    return {"video_id": ids, "label": labels}
 
 
 def _merge_repeats(batch: dict) -> dict:
-  """(B/R, R, ...) -> (B, ...): a window's R clips stay adjacent in the batch."""
-  return {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
+    """(B/R, R, ...) -> (B, ...): a window's R clips stay adjacent in the batch."""
+    return {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
 
 
 class _WithRecord(grain.transforms.Map):
-  """Global video index -> (index, record); a class so worker processes can pickle it."""
+    """Global video index -> (index, record); a class so worker processes can pickle it."""
 
-  def __init__(self, source):
-    self._source = source
+    def __init__(self, source):
+        self._source = source
 
-  def map(self, index):
-    return int(index), self._source[int(index)]
+    def map(self, index):
+        return int(index), self._source[int(index)]
 
 
 class EvalDataset:
-  """A finite, view-indexed evaluation dataset; iterate it for batches.
+    """A finite, view-indexed evaluation dataset; iterate it for batches.
 
-  Batches: dict(video uint8 (B,T,C,C,3), label, video_index (-1 for padding),
-  clip_index, crop_index (int32 (B,)), mask (False for padding), decode_failed).
-  A video's views are `views_per_video` = num_clips * num_crops elements.
-  """
+    Batches: dict(video uint8 (B,T,C,C,3), label, video_index (-1 for padding),
+    clip_index, crop_index (int32 (B,)), mask (False for padding), decode_failed).
+    A video's views are `views_per_video` = num_clips * num_crops elements.
+    """
 
-  def __init__(self, dataset, *, protocol, video_ids, labels, num_batches, batch_size,
-               process_index, process_count):
-    self.dataset: grain.IterDataset = dataset
-    self.protocol: EvalProtocol = protocol
-    self.video_ids: list[str] = video_ids
-    self.labels: np.ndarray = np.asarray(labels, np.int32)
-    self.num_videos = len(video_ids)
-    self.views_per_video = protocol.num_clips * protocol.num_crops
-    self.num_batches = num_batches
-    self.batch_size = batch_size
-    self.process_index, self.process_count = process_index, process_count
+    def __init__(
+        self,
+        dataset,
+        *,
+        protocol,
+        video_ids,
+        labels,
+        num_batches,
+        batch_size,
+        process_index,
+        process_count,
+    ):
+        self.dataset: grain.IterDataset = dataset
+        self.protocol: EvalProtocol = protocol
+        self.video_ids: list[str] = video_ids
+        self.labels: np.ndarray = np.asarray(labels, np.int32)
+        self.num_videos = len(video_ids)
+        self.views_per_video = protocol.num_clips * protocol.num_crops
+        self.num_batches = num_batches
+        self.batch_size = batch_size
+        self.process_index, self.process_count = process_index, process_count
 
-  def __iter__(self):
-    return iter(self.dataset)
+    def __iter__(self):
+        return iter(self.dataset)
 
-  def __len__(self) -> int:
-    return self.num_batches
+    def __len__(self) -> int:
+        return self.num_batches
 
 
 def make_eval_dataset(
@@ -261,86 +282,97 @@ def make_eval_dataset(
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> EvalDataset:
-  """View-indexed evaluation dataset, identical batch count on every process."""
-  p = eval_protocol(data_config, protocol)
-  split = split or p.split
-  pi, pc = _process_shard(process_index, process_count)
-  source = open_source(data_config, split)
-  index = _load_index(data_config, split, source)
-  n, views = len(source), p.num_clips * p.num_crops
-  # Processes take videos pi, pi+pc, ...; the busiest has ceil(n/pc) videos.
-  num_batches = math.ceil(math.ceil(n / pc) * views / batch_size_per_process)
-  ds = grain.MapDataset.range(n)[pi::pc]
-  ds = ds.map(_WithRecord(source))
-  ds = ds.map(clips.EvalViews(data_config, p))
-  ds = ds.to_iter_dataset(_read_options(data_config))
-  ds = _prefetch(ds, data_config)
-  pad = {
-      "video": np.zeros((data_config.num_frames, p.crop_size, p.crop_size, 3), np.uint8),
-      "label": np.int32(0),
-      "video_index": np.int32(-1),
-      "clip_index": np.int32(0),
-      "crop_index": np.int32(0),
-      "mask": np.bool_(False),
-      "decode_failed": np.bool_(False),
-  }
-  ds = UnbatchPadIterDataset(ds, total=num_batches * batch_size_per_process, pad=pad)
-  ds = ds.batch(batch_size_per_process, drop_remainder=True)
-  return EvalDataset(
-      ds, protocol=p, video_ids=list(index["video_id"]), labels=index["label"],
-      num_batches=num_batches, batch_size=batch_size_per_process,
-      process_index=pi, process_count=pc,
-  )
+    """View-indexed evaluation dataset, identical batch count on every process."""
+    p = eval_protocol(data_config, protocol)
+    split = split or p.split
+    pi, pc = _process_shard(process_index, process_count)
+    source = open_source(data_config, split)
+    index = _load_index(data_config, split, source)
+    n, views = len(source), p.num_clips * p.num_crops
+    # Processes take videos pi, pi+pc, ...; the busiest has ceil(n/pc) videos.
+    num_batches = math.ceil(math.ceil(n / pc) * views / batch_size_per_process)
+    ds = grain.MapDataset.range(n)[pi::pc]
+    ds = ds.map(_WithRecord(source))
+    ds = ds.map(clips.EvalViews(data_config, p))
+    ds = ds.to_iter_dataset(_read_options(data_config))
+    ds = _prefetch(ds, data_config)
+    pad = {
+        "video": np.zeros((data_config.num_frames, p.crop_size, p.crop_size, 3), np.uint8),
+        "label": np.int32(0),
+        "video_index": np.int32(-1),
+        "clip_index": np.int32(0),
+        "crop_index": np.int32(0),
+        "mask": np.bool_(False),
+        "decode_failed": np.bool_(False),
+    }
+    ds = UnbatchPadIterDataset(ds, total=num_batches * batch_size_per_process, pad=pad)
+    ds = ds.batch(batch_size_per_process, drop_remainder=True)
+    return EvalDataset(
+        ds,
+        protocol=p,
+        video_ids=list(index["video_id"]),
+        labels=index["label"],
+        num_batches=num_batches,
+        batch_size=batch_size_per_process,
+        process_index=pi,
+        process_count=pc,
+    )
 
 
 class UnbatchPadIterDataset(grain.IterDataset):
-  """Splits stacked elements along axis 0, then pads with `pad` up to `total` elements."""
+    """Splits stacked elements along axis 0, then pads with `pad` up to `total` elements."""
 
-  def __init__(self, parent: grain.IterDataset, *, total: int, pad: dict):
-    super().__init__(parent)
-    self._total, self._pad = total, pad
+    def __init__(self, parent: grain.IterDataset, *, total: int, pad: dict):
+        super().__init__(parent)
+        self._total, self._pad = total, pad
 
-  def __iter__(self):
-    return _UnbatchPadIterator(self._parent.__iter__(), self._total, self._pad)
+    def __iter__(self):
+        return _UnbatchPadIterator(self._parent.__iter__(), self._total, self._pad)
 
 
 class _UnbatchPadIterator(grain.DatasetIterator):
+    def __init__(self, parent, total: int, pad: dict):
+        super().__init__(parent)
+        self._total, self._pad = total, pad
+        self._group, self._pos, self._emitted = None, 0, 0
+        self._group_state = parent.get_state()  # parent state before the current group
+        self._exhausted = False
 
-  def __init__(self, parent, total: int, pad: dict):
-    super().__init__(parent)
-    self._total, self._pad = total, pad
-    self._group, self._pos, self._emitted = None, 0, 0
-    self._group_state = parent.get_state()  # parent state before the current group
-    self._exhausted = False
+    def __next__(self):
+        if self._emitted >= self._total:
+            raise StopIteration
+        while not self._exhausted and (
+            self._group is None or self._pos >= self._group_len()
+        ):
+            state = self._parent.get_state()
+            try:
+                self._group = next(self._parent)
+                self._group_state, self._pos = state, 0
+            except StopIteration:
+                self._exhausted, self._group = True, None
+        self._emitted += 1
+        if self._exhausted:
+            return dict(self._pad)
+        out = {k: v[self._pos] for k, v in self._group.items()}
+        self._pos += 1
+        return out
 
-  def __next__(self):
-    if self._emitted >= self._total:
-      raise StopIteration
-    while not self._exhausted and (self._group is None or self._pos >= self._group_len()):
-      state = self._parent.get_state()
-      try:
-        self._group = next(self._parent)
-        self._group_state, self._pos = state, 0
-      except StopIteration:
-        self._exhausted, self._group = True, None
-    self._emitted += 1
-    if self._exhausted:
-      return dict(self._pad)
-    out = {k: v[self._pos] for k, v in self._group.items()}
-    self._pos += 1
-    return out
+    def _group_len(self) -> int:
+        return len(next(iter(self._group.values())))
 
-  def _group_len(self) -> int:
-    return len(next(iter(self._group.values())))
+    def get_state(self) -> dict:
+        return {
+            "parent": self._group_state,
+            "pos": self._pos,
+            "emitted": self._emitted,
+            "has_group": self._group is not None,
+            "exhausted": self._exhausted,
+        }
 
-  def get_state(self) -> dict:
-    return {"parent": self._group_state, "pos": self._pos, "emitted": self._emitted,
-            "has_group": self._group is not None, "exhausted": self._exhausted}
-
-  def set_state(self, state: dict) -> None:
-    self._parent.set_state(state["parent"])
-    self._group_state, self._emitted = state["parent"], state["emitted"]
-    self._exhausted, self._group, self._pos = state["exhausted"], None, 0
-    if state["has_group"]:
-      self._group = next(self._parent)
-      self._pos = state["pos"]
+    def set_state(self, state: dict) -> None:
+        self._parent.set_state(state["parent"])
+        self._group_state, self._emitted = state["parent"], state["emitted"]
+        self._exhausted, self._group, self._pos = state["exhausted"], None, 0
+        if state["has_group"]:
+            self._group = next(self._parent)
+            self._pos = state["pos"]

@@ -21,8 +21,13 @@ RANDOM_DATASET = "random"
 class _GlobalBatchSlice(grain.transforms.Map):
     """Local position -> this process's element of the global order."""
 
-    def __init__(self, order: grain.MapDataset, per_process: int, process_index: int,
-                 process_count: int):
+    def __init__(
+        self,
+        order: grain.MapDataset,
+        per_process: int,
+        process_index: int,
+        process_count: int,
+    ):
         self._order = order
         self._per_process = per_process
         self._offset = process_index * per_process
@@ -39,17 +44,28 @@ class _RandomClip(grain.transforms.Map):
 
     def map(self, index):
         rng = np.random.default_rng([self._seed, int(index)])
-        return {"video": rng.integers(0, 256, self._shape, dtype=np.uint8),
-                "label": np.int32(int(index) % self._num_classes)}
+        return {
+            "video": rng.integers(0, 256, self._shape, dtype=np.uint8),
+            "label": np.int32(int(index) % self._num_classes),
+        }
 
 
-def make_random_train_dataset(*, num_examples: int, num_classes: int, num_frames: int,
-                              crop_size: int, batch_size_per_process: int, seed: int,
-                              process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+def make_random_train_dataset(
+    *,
+    num_examples: int,
+    num_classes: int,
+    num_frames: int,
+    crop_size: int,
+    batch_size_per_process: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.IterDataset:
     """An endless, reshuffled-per-epoch stream of random clips."""
     order = grain.MapDataset.range(num_examples).shuffle(seed=seed).repeat(None)
     positions = grain.MapDataset.range(len(order) // process_count)
-    ds = positions.map(_GlobalBatchSlice(order, batch_size_per_process, process_index,
-                                         process_count))
+    ds = positions.map(
+        _GlobalBatchSlice(order, batch_size_per_process, process_index, process_count)
+    )
     ds = ds.map(_RandomClip((num_frames, crop_size, crop_size, 3), num_classes, seed))
     return ds.batch(batch_size_per_process, drop_remainder=True).to_iter_dataset()

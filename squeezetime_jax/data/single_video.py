@@ -16,28 +16,28 @@ from squeezetime_jax.data.pipeline import EvalProtocol
 
 
 def read_video_bytes(path: str | os.PathLike) -> bytes:
-  """The file's bytes; VideoDecodeError (with the reason) when it cannot be read."""
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise video_decode.VideoDecodeError("no such file")
-  if os.path.isdir(path):
-    raise video_decode.VideoDecodeError("is a directory")
-  try:
-    with open(path, "rb") as f:
-      return f.read()
-  except OSError as e:
-    raise video_decode.VideoDecodeError(f"cannot read file: {e.strerror or e}") from e
+    """The file's bytes; VideoDecodeError (with the reason) when it cannot be read."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise video_decode.VideoDecodeError("no such file")
+    if os.path.isdir(path):
+        raise video_decode.VideoDecodeError("is a directory")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise video_decode.VideoDecodeError(f"cannot read file: {e.strerror or e}") from e
 
 
 def video_views(data: bytes, data_config, protocol: EvalProtocol) -> dict[str, np.ndarray]:
-  """dict(video uint8 (V, T, C, C, 3), clip_index, crop_index), V = clips x crops.
+    """dict(video uint8 (V, T, C, C, 3), clip_index, crop_index), V = clips x crops.
 
-  Raises:
-    VideoDecodeError: the bytes are not a decodable video (the message says why).
-  """
-  probe = video_decode.probe(data)
-  record = {"video": data, "num_frames": probe.num_frames, "label": 0}
-  views = clips.EvalViews(data_config, protocol).map((0, record))
-  if views["decode_failed"].any():
-    raise video_decode.VideoDecodeError("the sampled frames do not decode")
-  return {k: views[k] for k in ("video", "clip_index", "crop_index")}
+    Raises:
+      VideoDecodeError: the bytes are not a decodable video (the message says why).
+    """
+    probe = video_decode.probe(data)
+    record = {"video": data, "num_frames": probe.num_frames, "label": 0}
+    views = clips.EvalViews(data_config, protocol).map((0, record))
+    if views["decode_failed"].any():
+        raise video_decode.VideoDecodeError("the sampled frames do not decode")
+    return {k: views[k] for k in ("video", "clip_index", "crop_index")}

@@ -23,137 +23,179 @@ CONFIG = os.path.join(REPO, "configs", "demo.py")
 # Videos per split: the full demo, and the smoke version of --quick and the tests.
 FULL_COUNTS = {"train": 800, "val": 100, "test": 200}
 QUICK_COUNTS = {"train": 16, "val": 8, "test": 8}
-STAGES = ("Generating videos", "Preparing the dataset", "Training", "Evaluating (test protocol)",
-          "Evaluating with shuffled frames", "Converting to PyTorch", "Writing the report")
+STAGES = (
+    "Generating videos",
+    "Preparing the dataset",
+    "Training",
+    "Evaluating (test protocol)",
+    "Evaluating with shuffled frames",
+    "Converting to PyTorch",
+    "Writing the report",
+)
 
 
 @dataclasses.dataclass
 class DemoPaths:
-  workdir: str
+    workdir: str
 
-  def __post_init__(self):
-    self.workdir = os.path.abspath(self.workdir)
+    def __post_init__(self):
+        self.workdir = os.path.abspath(self.workdir)
 
-  def _in(self, *parts: str) -> str:
-    return os.path.join(self.workdir, *parts)
+    def _in(self, *parts: str) -> str:
+        return os.path.join(self.workdir, *parts)
 
-  @property
-  def data(self) -> str: return self._in("data")
-  @property
-  def prepared(self) -> str: return self._in("prepared")
-  @property
-  def train(self) -> str: return self._in("train")
-  @property
-  def eval_test(self) -> str: return self._in("eval", "test_10x3")
-  @property
-  def eval_shuffled(self) -> str: return self._in("eval", "test_10x3_shuffled")
-  @property
-  def logs(self) -> str: return self._in("logs")
-  @property
-  def report(self) -> str: return self._in("report")
-  @property
-  def pth(self) -> str: return self._in("report", "squeezetime_demo.pth")
+    @property
+    def data(self) -> str:
+        return self._in("data")
+
+    @property
+    def prepared(self) -> str:
+        return self._in("prepared")
+
+    @property
+    def train(self) -> str:
+        return self._in("train")
+
+    @property
+    def eval_test(self) -> str:
+        return self._in("eval", "test_10x3")
+
+    @property
+    def eval_shuffled(self) -> str:
+        return self._in("eval", "test_10x3_shuffled")
+
+    @property
+    def logs(self) -> str:
+        return self._in("logs")
+
+    @property
+    def report(self) -> str:
+        return self._in("report")
+
+    @property
+    def pth(self) -> str:
+        return self._in("report", "squeezetime_demo.pth")
 
 
 class StageError(RuntimeError):
-  """A stage's command failed; the message names its log file."""
+    """A stage's command failed; the message names its log file."""
 
 
 def banner(index: int, title: str) -> None:
-  line = f"[{index}/{len(STAGES)}] {title}"
-  print(f"\n{'=' * 78}\n{line}\n{'=' * 78}", flush=True)
+    line = f"[{index}/{len(STAGES)}] {title}"
+    print(f"\n{'=' * 78}\n{line}\n{'=' * 78}", flush=True)
 
 
 def run_command(cmd: list[str], log_path: str, *, on_line=None, echo=True) -> None:
-  """Runs `cmd` from the repository root; stdout+stderr go to `log_path` and, line by
-  line, to `on_line` (or the terminal). tqdm's carriage-return updates are shown live.
-  """
-  os.makedirs(os.path.dirname(log_path), exist_ok=True)
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  with open(log_path, "w", encoding="utf-8") as log:
-    log.write("$ " + " ".join(cmd) + "\n")
-    # Bytes, split on both \r and \n by hand: text mode would turn tqdm's \r into \n.
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    pending = b""
-    while chunk := os.read(proc.stdout.fileno(), 4096):
-      log.write(chunk.decode("utf-8", "replace"))
-      log.flush()
-      pending += chunk
-      while (cut := _first_break(pending)) >= 0:
-        line, pending = pending[:cut + 1].decode("utf-8", "replace"), pending[cut + 1:]
-        if on_line is not None:
-          on_line(line.rstrip("\r\n"))
-        elif echo and not _is_log_noise(line):
-          sys.stdout.write(line)
-          sys.stdout.flush()
-    code = proc.wait()
-  if code != 0:
-    tail = open(log_path, encoding="utf-8").read()[-3000:]
-    raise StageError(f"{' '.join(cmd[:3])} ... failed (exit {code}); full log: {log_path}\n{tail}")
+    """Runs `cmd` from the repository root; stdout+stderr go to `log_path` and, line by
+    line, to `on_line` (or the terminal). tqdm's carriage-return updates are shown live.
+    """
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        # Bytes, split on both \r and \n by hand: text mode would turn tqdm's \r into \n.
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        pending = b""
+        while chunk := os.read(proc.stdout.fileno(), 4096):
+            log.write(chunk.decode("utf-8", "replace"))
+            log.flush()
+            pending += chunk
+            while (cut := _first_break(pending)) >= 0:
+                line, pending = (
+                    pending[: cut + 1].decode("utf-8", "replace"),
+                    pending[cut + 1 :],
+                )
+                if on_line is not None:
+                    on_line(line.rstrip("\r\n"))
+                elif echo and not _is_log_noise(line):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+        code = proc.wait()
+    if code != 0:
+        tail = open(log_path, encoding="utf-8").read()[-3000:]
+        raise StageError(
+            f"{' '.join(cmd[:3])} ... failed (exit {code}); full log: {log_path}\n{tail}"
+        )
 
 
 def _first_break(data: bytes) -> int:
-  found = [i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0]
-  return min(found) if found else -1
+    found = [i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0]
+    return min(found) if found else -1
 
 
 _ABSL_LINE = re.compile(r"^[IWE]\d{4} \d")
 
 
 def _is_log_noise(line: str) -> bool:
-  """absl/Orbax INFO and WARNING records: kept in the log file, not on the terminal."""
-  return bool(_ABSL_LINE.match(line)) and not line.startswith("E")
+    """absl/Orbax INFO and WARNING records: kept in the log file, not on the terminal."""
+    return bool(_ABSL_LINE.match(line)) and not line.startswith("E")
 
 
 class TrainingProgress:
-  """A progress bar over the trainer's 'step N/M | ...' lines; validation lines printed."""
+    """A progress bar over the trainer's 'step N/M | ...' lines; validation lines printed."""
 
-  _STEP = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.naif]+) \| acc ([\d.]+)")
-  # Trainer lines worth showing next to the bar: validation, resume, failures.
-  _SHOW = re.compile(r"^(step \d+ validation:|resumed from|SIGTERM|Traceback|\w*Error\b)")
+    _STEP = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.naif]+) \| acc ([\d.]+)")
+    # Trainer lines worth showing next to the bar: validation, resume, failures.
+    _SHOW = re.compile(r"^(step \d+ validation:|resumed from|SIGTERM|Traceback|\w*Error\b)")
 
-  def __init__(self):
-    import tqdm
+    def __init__(self):
+        import tqdm
 
-    self._tqdm = tqdm.tqdm
-    self.bar = None
+        self._tqdm = tqdm.tqdm
+        self.bar = None
 
-  def __call__(self, line: str) -> None:
-    match = self._STEP.match(line)
-    if match:
-      step, total = int(match.group(1)), int(match.group(2))
-      if self.bar is None:
-        self.bar = self._tqdm(total=total, desc="train", unit="step", dynamic_ncols=True)
-      self.bar.update(step - self.bar.n)
-      self.bar.set_postfix(loss=match.group(3), acc=match.group(4))
-    elif self._SHOW.match(line) or (line[:1] == " " and "Error" in line):
-      (self.bar.write if self.bar else print)(line.rstrip())
+    def __call__(self, line: str) -> None:
+        match = self._STEP.match(line)
+        if match:
+            step, total = int(match.group(1)), int(match.group(2))
+            if self.bar is None:
+                self.bar = self._tqdm(
+                    total=total, desc="train", unit="step", dynamic_ncols=True
+                )
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=match.group(3), acc=match.group(4))
+        elif self._SHOW.match(line) or (line[:1] == " " and "Error" in line):
+            (self.bar.write if self.bar else print)(line.rstrip())
 
-  def close(self):
-    if self.bar is not None:
-      self.bar.close()
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _python() -> str:
-  return sys.executable
+    return sys.executable
 
 
 def stage_prepare(paths: DemoPaths, info: dict) -> None:
-  lists = [f"{split}={path}" for split, path in info["lists"].items()]
-  cmd = [_python(), "-m", "squeezetime_jax.data.prepare", "--root", info["root"],
-         "--out", paths.prepared, "--classes", info["classes"], "--workers", "2", "--overwrite"]
-  for spec in lists:
-    cmd += ["--list", spec]
-  run_command(cmd, os.path.join(paths.logs, "prepare.log"))
+    lists = [f"{split}={path}" for split, path in info["lists"].items()]
+    cmd = [
+        _python(),
+        "-m",
+        "squeezetime_jax.data.prepare",
+        "--root",
+        info["root"],
+        "--out",
+        paths.prepared,
+        "--classes",
+        info["classes"],
+        "--workers",
+        "2",
+        "--overwrite",
+    ]
+    for spec in lists:
+        cmd += ["--list", spec]
+    run_command(cmd, os.path.join(paths.logs, "prepare.log"))
 
 
 def config_arg(quick: bool) -> str:
-  return CONFIG + _variant(quick)
+    return CONFIG + _variant(quick)
 
 
 def _variant(quick: bool) -> str:
-  return ":quick=true" if quick else ""
+    return ":quick=true" if quick else ""
 
 
 # What a demo run records in its training directory, so that a later run resumes
@@ -162,187 +204,244 @@ RUN_RECORD = "demo_run.json"
 
 
 def _training_settings(quick: bool, overrides: dict | None) -> dict:
-  return {"config": "configs/demo.py" + _variant(quick),
-          "overrides": {k: str(v) for k, v in sorted((overrides or {}).items())}}
+    return {
+        "config": "configs/demo.py" + _variant(quick),
+        "overrides": {k: str(v) for k, v in sorted((overrides or {}).items())},
+    }
 
 
-def check_training_dir(paths: DemoPaths, quick: bool, overrides: dict | None = None) -> bool:
-  """True when `paths.train` holds this run's earlier training (it resumes), False when
-  there is none; StageError when it holds training with other or unknown settings."""
-  if not os.path.isdir(paths.train) or not os.listdir(paths.train):
-    return False
-  wanted = _training_settings(quick, overrides)
-  try:
-    with open(os.path.join(paths.train, RUN_RECORD), encoding="utf-8") as f:
-      recorded = json.load(f)
-  except (FileNotFoundError, json.JSONDecodeError):
-    recorded = None
-  if recorded != wanted:
-    raise StageError(
-        f"{paths.train} holds training from another run (settings: "
-        f"{recorded or 'not recorded'}; this run: {wanted}), and resuming it would evaluate "
-        f"that model. Remove {paths.train} or choose another --workdir.")
-  return True
+def check_training_dir(
+    paths: DemoPaths, quick: bool, overrides: dict | None = None
+) -> bool:
+    """True when `paths.train` holds this run's earlier training (it resumes), False when
+    there is none; StageError when it holds training with other or unknown settings."""
+    if not os.path.isdir(paths.train) or not os.listdir(paths.train):
+        return False
+    wanted = _training_settings(quick, overrides)
+    try:
+        with open(os.path.join(paths.train, RUN_RECORD), encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        recorded = None
+    if recorded != wanted:
+        raise StageError(
+            f"{paths.train} holds training from another run (settings: "
+            f"{recorded or 'not recorded'}; this run: {wanted}), and resuming it would evaluate "
+            f"that model. Remove {paths.train} or choose another --workdir."
+        )
+    return True
 
 
 def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) -> None:
-  os.makedirs(paths.train, exist_ok=True)
-  with open(os.path.join(paths.train, RUN_RECORD), "w", encoding="utf-8") as f:
-    json.dump(_training_settings(quick, overrides), f)
-  cmd = [_python(), os.path.join(REPO, "train.py"), f"--config={config_arg(quick)}",
-         f"--workdir={paths.train}", f"--config.data.data_dir={paths.prepared}"]
-  cmd += [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
-  progress = TrainingProgress()
-  try:
-    run_command(cmd, os.path.join(paths.logs, "train.log"), on_line=progress)
-  finally:
-    progress.close()
+    os.makedirs(paths.train, exist_ok=True)
+    with open(os.path.join(paths.train, RUN_RECORD), "w", encoding="utf-8") as f:
+        json.dump(_training_settings(quick, overrides), f)
+    cmd = [
+        _python(),
+        os.path.join(REPO, "train.py"),
+        f"--config={config_arg(quick)}",
+        f"--workdir={paths.train}",
+        f"--config.data.data_dir={paths.prepared}",
+    ]
+    cmd += [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
+    progress = TrainingProgress()
+    try:
+        run_command(cmd, os.path.join(paths.logs, "train.log"), on_line=progress)
+    finally:
+        progress.close()
 
 
 def stage_eval(paths: DemoPaths, quick: bool) -> dict:
-  cmd = [_python(), os.path.join(REPO, "eval.py"), f"--config={config_arg(quick)}",
-         f"--checkpoint={paths.train}", f"--data={paths.prepared}", "--protocol=test",
-         f"--output_dir={paths.eval_test}"]
-  run_command(cmd, os.path.join(paths.logs, "eval_test.log"))
-  with open(os.path.join(paths.eval_test, "metrics.json"), encoding="utf-8") as f:
-    return json.load(f)
+    cmd = [
+        _python(),
+        os.path.join(REPO, "eval.py"),
+        f"--config={config_arg(quick)}",
+        f"--checkpoint={paths.train}",
+        f"--data={paths.prepared}",
+        "--protocol=test",
+        f"--output_dir={paths.eval_test}",
+    ]
+    run_command(cmd, os.path.join(paths.logs, "eval_test.log"))
+    with open(os.path.join(paths.eval_test, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def stage_shuffled(paths: DemoPaths, quick: bool) -> dict:
-  # In this process: eval.py has no frame-shuffling option, and the control must use
-  # exactly its data, protocol and aggregation (squeezetime_jax.training.evaluate).
-  from configs import demo as demo_config
-  from squeezetime_jax.demo import shuffled
+    # In this process: eval.py has no frame-shuffling option, and the control must use
+    # exactly its data, protocol and aggregation (squeezetime_jax.training.evaluate).
+    from configs import demo as demo_config
+    from squeezetime_jax.demo import shuffled
 
-  config = demo_config.get_config("quick=true" if quick else None)
-  output = shuffled.evaluate_shuffled(config, paths.train, data_dir=paths.prepared,
-                                      protocol="test", output_dir=paths.eval_shuffled)
-  return output.metrics
+    config = demo_config.get_config("quick=true" if quick else None)
+    output = shuffled.evaluate_shuffled(
+        config,
+        paths.train,
+        data_dir=paths.prepared,
+        protocol="test",
+        output_dir=paths.eval_shuffled,
+    )
+    return output.metrics
 
 
 def stage_convert(paths: DemoPaths) -> None:
-  cmd = [_python(), "-m", "squeezetime_jax.convert", "to-torch", paths.train, paths.pth]
-  run_command(cmd, os.path.join(paths.logs, "convert.log"))
+    cmd = [_python(), "-m", "squeezetime_jax.convert", "to-torch", paths.train, paths.pth]
+    run_command(cmd, os.path.join(paths.logs, "convert.log"))
 
 
-def stage_report(paths: DemoPaths, test: dict, shuffled_metrics: dict, timings: dict,
-                 quick: bool) -> dict:
-  os.makedirs(paths.report, exist_ok=True)
-  chance = 1.0 / len(scenes.CLASSES)
-  records = report.read_metrics(os.path.join(paths.train, "metrics.jsonl"))
-  curves = report.plot_training_curves(
-      records, os.path.join(paths.report, "training_curves.png"), chance=chance,
-      test_top1=test["top1"], shuffled_top1=shuffled_metrics["top1"])
-  ordered_cm, names = report.predictions_confusion(os.path.join(paths.eval_test, "predictions.npz"))
-  shuffled_cm, _ = report.predictions_confusion(
-      os.path.join(paths.eval_shuffled, "predictions.npz"))
-  confusion = report.plot_confusion(
-      [ordered_cm, shuffled_cm],
-      [f"test, 10 clips x 3 crops: top-1 {test['top1']:.1%}",
-       f"same, frames shuffled: top-1 {shuffled_metrics['top1']:.1%} (chance {chance:.0%})"],
-      names, os.path.join(paths.report, "confusion_matrix.png"))
-  example = _example_video(paths)
-  size = test["protocol"]["short_side"]
-  predict = (f"{_display_python()} -m squeezetime_jax.predict --checkpoint {paths.pth} "
-             f"--classes {os.path.join(paths.data, 'classes.txt')} --short_side {size} "
-             f"--crop_size {test['protocol']['crop_size']} {example['path']}")
-  summary = {
-      "quick": quick,
-      "classes": list(scenes.CLASSES),
-      "chance": chance,
-      "test_10x3": {k: test[k] for k in ("top1", "top5", "mean_class_accuracy", "num_videos")},
-      "test_10x3_shuffled_frames": {k: shuffled_metrics[k] for k in
-                                    ("top1", "top5", "mean_class_accuracy", "num_videos")},
-      "seconds": timings,
-      "files": {
-          "training_curves": curves,
-          "confusion_matrix": confusion,
-          "metrics_test": os.path.join(paths.eval_test, "metrics.json"),
-          "metrics_shuffled": os.path.join(paths.eval_shuffled, "metrics.json"),
-          "pytorch_checkpoint": paths.pth,
-          "training_workdir": paths.train,
-          "logs": paths.logs,
-      },
-      "example_video": example,
-      "predict_command": predict,
-  }
-  report.write_json(os.path.join(paths.report, "summary.json"), summary)
-  return summary
+def stage_report(
+    paths: DemoPaths, test: dict, shuffled_metrics: dict, timings: dict, quick: bool
+) -> dict:
+    os.makedirs(paths.report, exist_ok=True)
+    chance = 1.0 / len(scenes.CLASSES)
+    records = report.read_metrics(os.path.join(paths.train, "metrics.jsonl"))
+    curves = report.plot_training_curves(
+        records,
+        os.path.join(paths.report, "training_curves.png"),
+        chance=chance,
+        test_top1=test["top1"],
+        shuffled_top1=shuffled_metrics["top1"],
+    )
+    ordered_cm, names = report.predictions_confusion(
+        os.path.join(paths.eval_test, "predictions.npz")
+    )
+    shuffled_cm, _ = report.predictions_confusion(
+        os.path.join(paths.eval_shuffled, "predictions.npz")
+    )
+    confusion = report.plot_confusion(
+        [ordered_cm, shuffled_cm],
+        [
+            f"test, 10 clips x 3 crops: top-1 {test['top1']:.1%}",
+            f"same, frames shuffled: top-1 {shuffled_metrics['top1']:.1%} (chance {chance:.0%})",
+        ],
+        names,
+        os.path.join(paths.report, "confusion_matrix.png"),
+    )
+    example = _example_video(paths)
+    size = test["protocol"]["short_side"]
+    predict = (
+        f"{_display_python()} -m squeezetime_jax.predict --checkpoint {paths.pth} "
+        f"--classes {os.path.join(paths.data, 'classes.txt')} --short_side {size} "
+        f"--crop_size {test['protocol']['crop_size']} {example['path']}"
+    )
+    summary = {
+        "quick": quick,
+        "classes": list(scenes.CLASSES),
+        "chance": chance,
+        "test_10x3": {
+            k: test[k] for k in ("top1", "top5", "mean_class_accuracy", "num_videos")
+        },
+        "test_10x3_shuffled_frames": {
+            k: shuffled_metrics[k]
+            for k in ("top1", "top5", "mean_class_accuracy", "num_videos")
+        },
+        "seconds": timings,
+        "files": {
+            "training_curves": curves,
+            "confusion_matrix": confusion,
+            "metrics_test": os.path.join(paths.eval_test, "metrics.json"),
+            "metrics_shuffled": os.path.join(paths.eval_shuffled, "metrics.json"),
+            "pytorch_checkpoint": paths.pth,
+            "training_workdir": paths.train,
+            "logs": paths.logs,
+        },
+        "example_video": example,
+        "predict_command": predict,
+    }
+    report.write_json(os.path.join(paths.report, "summary.json"), summary)
+    return summary
 
 
 def _example_video(paths: DemoPaths) -> dict:
-  with open(os.path.join(paths.data, "test_list.txt"), encoding="utf-8") as f:
-    rel, label = f.readline().rsplit(maxsplit=1)
-  return {"path": os.path.join(paths.data, "videos", rel), "label": scenes.CLASSES[int(label)]}
+    with open(os.path.join(paths.data, "test_list.txt"), encoding="utf-8") as f:
+        rel, label = f.readline().rsplit(maxsplit=1)
+    return {
+        "path": os.path.join(paths.data, "videos", rel),
+        "label": scenes.CLASSES[int(label)],
+    }
 
 
 def _display_python() -> str:
-  here = os.path.relpath(sys.executable, os.getcwd())
-  return here if not here.startswith("..") else sys.executable
+    here = os.path.relpath(sys.executable, os.getcwd())
+    return here if not here.startswith("..") else sys.executable
 
 
-def run_demo(workdir: str, *, quick: bool = False, counts: dict | None = None,
-             train_overrides: dict | None = None) -> dict:
-  """Runs every stage into `workdir` and returns the report summary (also report/summary.json)."""
-  paths = DemoPaths(workdir)
-  counts = counts or (QUICK_COUNTS if quick else FULL_COUNTS)
-  timings: dict[str, float] = {}
-  start = time.perf_counter()
+def run_demo(
+    workdir: str,
+    *,
+    quick: bool = False,
+    counts: dict | None = None,
+    train_overrides: dict | None = None,
+) -> dict:
+    """Runs every stage into `workdir` and returns the report summary (also report/summary.json)."""
+    paths = DemoPaths(workdir)
+    counts = counts or (QUICK_COUNTS if quick else FULL_COUNTS)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
 
-  resumes = check_training_dir(paths, quick, train_overrides)  # before any work
+    resumes = check_training_dir(paths, quick, train_overrides)  # before any work
 
-  def timed(name, fn, *args):
-    t0 = time.perf_counter()
-    result = fn(*args)
-    timings[name] = round(time.perf_counter() - t0, 1)
-    return result
+    def timed(name, fn, *args):
+        t0 = time.perf_counter()
+        result = fn(*args)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        return result
 
-  banner(1, f"{STAGES[0]}: {sum(counts.values())} H.264 mp4 files, {len(scenes.CLASSES)} "
-         f"classes that differ only in temporal order")
-  for i, name in enumerate(scenes.CLASSES):
-    print(f"  class {i}: {name}")
-  info = timed("generate", generate.generate_dataset, paths.data, counts)
-  print(f"  videos in {info['root']}; lists and classes.txt in {paths.data}")
-  banner(2, f"{STAGES[1]} (python -m squeezetime_jax.data.prepare)")
-  timed("prepare", stage_prepare, paths, info)
-  banner(3, f"{STAGES[2]} (train.py --config configs/demo.py{_variant(quick)})")
-  if resumes:
-    print(f"  {paths.train} holds this demo's earlier training: it resumes from the latest "
-          f"checkpoint (remove the directory to train afresh)")
-  timed("train", stage_train, paths, quick, train_overrides)
-  banner(4, f"{STAGES[3]}: eval.py, 10 clips x 3 crops per test video")
-  test = timed("eval_test", stage_eval, paths, quick)
-  banner(5, f"{STAGES[4]}: the same views, each clip's frames in random order")
-  shuffled_metrics = timed("eval_shuffled", stage_shuffled, paths, quick)
-  print(f"  top-1 with shuffled frames: {shuffled_metrics['top1']:.4f} "
-        f"(chance {1 / len(scenes.CLASSES):.4f})")
-  banner(6, f"{STAGES[5]} (python -m squeezetime_jax.convert to-torch)")
-  timed("convert", stage_convert, paths)
-  print(f"  wrote {paths.pth}")
-  banner(7, STAGES[6])
-  timings["total"] = round(time.perf_counter() - start, 1)
-  summary = stage_report(paths, test, shuffled_metrics, timings, quick)
-  print_summary(summary)
-  return summary
+    banner(
+        1,
+        f"{STAGES[0]}: {sum(counts.values())} H.264 mp4 files, {len(scenes.CLASSES)} "
+        f"classes that differ only in temporal order",
+    )
+    for i, name in enumerate(scenes.CLASSES):
+        print(f"  class {i}: {name}")
+    info = timed("generate", generate.generate_dataset, paths.data, counts)
+    print(f"  videos in {info['root']}; lists and classes.txt in {paths.data}")
+    banner(2, f"{STAGES[1]} (python -m squeezetime_jax.data.prepare)")
+    timed("prepare", stage_prepare, paths, info)
+    banner(3, f"{STAGES[2]} (train.py --config configs/demo.py{_variant(quick)})")
+    if resumes:
+        print(
+            f"  {paths.train} holds this demo's earlier training: it resumes from the latest "
+            f"checkpoint (remove the directory to train afresh)"
+        )
+    timed("train", stage_train, paths, quick, train_overrides)
+    banner(4, f"{STAGES[3]}: eval.py, 10 clips x 3 crops per test video")
+    test = timed("eval_test", stage_eval, paths, quick)
+    banner(5, f"{STAGES[4]}: the same views, each clip's frames in random order")
+    shuffled_metrics = timed("eval_shuffled", stage_shuffled, paths, quick)
+    print(
+        f"  top-1 with shuffled frames: {shuffled_metrics['top1']:.4f} "
+        f"(chance {1 / len(scenes.CLASSES):.4f})"
+    )
+    banner(6, f"{STAGES[5]} (python -m squeezetime_jax.convert to-torch)")
+    timed("convert", stage_convert, paths)
+    print(f"  wrote {paths.pth}")
+    banner(7, STAGES[6])
+    timings["total"] = round(time.perf_counter() - start, 1)
+    summary = stage_report(paths, test, shuffled_metrics, timings, quick)
+    print_summary(summary)
+    return summary
 
 
 def print_summary(summary: dict) -> None:
-  files = summary["files"]
-  t, s = summary["test_10x3"], summary["test_10x3_shuffled_frames"]
-  print(f"""
-Test videos (held out), 10 clips x 3 crops: top-1 {t['top1']:.1%}, mean class {t['mean_class_accuracy']:.1%}
-Same videos, frames shuffled:               top-1 {s['top1']:.1%} (chance {summary['chance']:.0%})
-Total time: {summary['seconds']['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in summary['seconds'].items() if k != 'total')})
+    files = summary["files"]
+    t, s = summary["test_10x3"], summary["test_10x3_shuffled_frames"]
+    print(
+        f"""
+Test videos (held out), 10 clips x 3 crops: top-1 {t["top1"]:.1%}, mean class {t["mean_class_accuracy"]:.1%}
+Same videos, frames shuffled:               top-1 {s["top1"]:.1%} (chance {summary["chance"]:.0%})
+Total time: {summary["seconds"]["total"]:.0f} s ({", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items() if k != "total")})
 
 Report:
-  training curves     {files['training_curves']}
-  confusion matrices  {files['confusion_matrix']}
-  metrics             {files['metrics_test']}
-                      {files['metrics_shuffled']}
-  PyTorch checkpoint  {files['pytorch_checkpoint']}
-  summary             {os.path.join(os.path.dirname(files['training_curves']), 'summary.json')}
-  logs                {files['logs']}
+  training curves     {files["training_curves"]}
+  confusion matrices  {files["confusion_matrix"]}
+  metrics             {files["metrics_test"]}
+                      {files["metrics_shuffled"]}
+  PyTorch checkpoint  {files["pytorch_checkpoint"]}
+  summary             {os.path.join(os.path.dirname(files["training_curves"]), "summary.json")}
+  logs                {files["logs"]}
 
-Classify one of the test videos (true class: {summary['example_video']['label']}):
-  {summary['predict_command']}
-""", flush=True)
+Classify one of the test videos (true class: {summary["example_video"]["label"]}):
+  {summary["predict_command"]}
+""",
+        flush=True,
+    )

@@ -22,7 +22,12 @@ from etils import epath
 
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.conversion import (
-    Conversion, expected_variables, from_torch, make_model_config, to_torch)
+    Conversion,
+    expected_variables,
+    from_torch,
+    make_model_config,
+    to_torch,
+)
 from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
 
 CONFIG_FILE = "model_config.json"
@@ -32,17 +37,35 @@ FORMAT = "squeezetime_jax.converted/1"
 TRAIN_CONFIG_FILE = "config.json"  # written by train.py next to checkpoints/
 
 
-def load_torch_checkpoint(path: str | os.PathLike, config=None, *, drop_head: bool = False,
-                          num_classes: int | None = None, seed: int = 0) -> Conversion:
+def load_torch_checkpoint(
+    path: str | os.PathLike,
+    config=None,
+    *,
+    drop_head: bool = False,
+    num_classes: int | None = None,
+    seed: int = 0,
+) -> Conversion:
     """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`)."""
     read_state_dict = _torch_io(path).read_state_dict
     state_dict = read_state_dict(path)
-    return from_torch(state_dict, config, drop_head=drop_head, num_classes=num_classes,
-                      source=os.fspath(path), seed=seed)
+    return from_torch(
+        state_dict,
+        config,
+        drop_head=drop_head,
+        num_classes=num_classes,
+        source=os.fspath(path),
+        seed=seed,
+    )
 
 
-def save_torch_checkpoint(path: str | os.PathLike, variables, config, *, plain: bool = False,
-                          meta: Mapping | None = None) -> "dict[str, np.ndarray]":
+def save_torch_checkpoint(
+    path: str | os.PathLike,
+    variables,
+    config,
+    *,
+    plain: bool = False,
+    meta: Mapping | None = None,
+) -> "dict[str, np.ndarray]":
     """Writes {'state_dict', 'meta'} (bare state_dict if plain) that the released model
     loads with strict=True. Returns the state_dict written."""
     write_checkpoint = _torch_io(path).write_checkpoint
@@ -58,14 +81,16 @@ def _torch_io(path):
     try:
         from squeezetime_jax.interop import torch_io
     except ImportError as error:
-        raise CheckpointError(f"{os.fspath(path)}: PyTorch files need torch ({error}); "
-                              "install the torch extra: pip install 'squeezetime_jax[torch]'"
-                              ) from None
+        raise CheckpointError(
+            f"{os.fspath(path)}: PyTorch files need torch ({error}); "
+            "install the torch extra: pip install 'squeezetime_jax[torch]'"
+        ) from None
     return torch_io
 
 
-def save_converted(directory: str | os.PathLike, conversion: Conversion,
-                   source: str | None = None) -> None:
+def save_converted(
+    directory: str | os.PathLike, conversion: Conversion, source: str | None = None
+) -> None:
     """Writes a converted checkpoint directory (must not exist or be empty)."""
     directory = os.path.abspath(os.fspath(directory))  # Orbax wants absolute paths
     if os.path.exists(directory) and os.listdir(directory):
@@ -78,14 +103,17 @@ def save_converted(directory: str | os.PathLike, conversion: Conversion,
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
         f.write(conversion.config.to_json(indent=2) + "\n")
     with open(os.path.join(directory, REPORT_FILE), "w") as f:
-        json.dump({"format": FORMAT, "source": source, "notes": conversion.notes}, f, indent=2)
+        json.dump(
+            {"format": FORMAT, "source": source, "notes": conversion.notes}, f, indent=2
+        )
         f.write("\n")
 
 
 def is_converted_dir(path: str | os.PathLike) -> bool:
     path = os.fspath(path)
-    return (os.path.isfile(os.path.join(path, CONFIG_FILE))
-            and os.path.isdir(os.path.join(path, VARIABLES_DIR)))
+    return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(
+        os.path.join(path, VARIABLES_DIR)
+    )
 
 
 def read_model_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
@@ -104,8 +132,10 @@ def restore_converted(directory: str | os.PathLike) -> Conversion:
     """Restores a converted checkpoint directory onto the CPU (numpy-backed jax arrays)."""
     directory = os.path.abspath(os.fspath(directory))
     if not is_converted_dir(directory):
-        raise CheckpointError(f"{directory}: not a converted checkpoint directory (expected "
-                              f"{CONFIG_FILE} and {VARIABLES_DIR}/)")
+        raise CheckpointError(
+            f"{directory}: not a converted checkpoint directory (expected "
+            f"{CONFIG_FILE} and {VARIABLES_DIR}/)"
+        )
     config = read_model_config(directory)
     variables = _restore_on_cpu(os.path.join(directory, VARIABLES_DIR))
     _check_stored_tree(directory, variables, expected_variables(config))
@@ -121,11 +151,14 @@ def is_training_workdir(path: str | os.PathLike) -> bool:
     from squeezetime_jax.training import checkpointing
 
     path = os.fspath(path)
-    return (os.path.isfile(os.path.join(path, TRAIN_CONFIG_FILE))
-            and os.path.isdir(checkpointing.checkpoint_dir(path)))
+    return os.path.isfile(os.path.join(path, TRAIN_CONFIG_FILE)) and os.path.isdir(
+        checkpointing.checkpoint_dir(path)
+    )
 
 
-def restore_training_workdir(workdir: str | os.PathLike, step: int | None = None) -> Conversion:
+def restore_training_workdir(
+    workdir: str | os.PathLike, step: int | None = None
+) -> Conversion:
     """params and batch_stats of a train.py workdir's checkpoint (latest step by default)."""
     from squeezetime_jax.training import checkpointing
 
@@ -135,8 +168,9 @@ def restore_training_workdir(workdir: str | os.PathLike, step: int | None = None
         with open(config_path) as f:
             model_fields = json.load(f)["model"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{config_path}: cannot read the model config "
-                              f"({type(error).__name__}: {error})") from None
+        raise CheckpointError(
+            f"{config_path}: cannot read the model config ({type(error).__name__}: {error})"
+        ) from None
     config = make_model_config(model_fields)
     root = checkpointing.checkpoint_dir(workdir)
     # Orbax renames a step directory to its number only once the save is complete.
@@ -163,13 +197,16 @@ def _restore_on_cpu(item_dir: str):
     try:
         stored = handler.metadata(epath.Path(item_dir))
         stored = getattr(stored, "tree", stored)
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
-                              stored)
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu), stored
+        )
         return handler.restore(epath.Path(item_dir), args=ocp.args.StandardRestore(target))
     except Exception as error:  # Orbax/tensorstore errors: name the directory
         lines = str(error).strip().splitlines()
-        raise CheckpointError(f"{item_dir}: cannot restore ({type(error).__name__}"
-                              f"{': ' + lines[0] if lines else ''})") from None
+        raise CheckpointError(
+            f"{item_dir}: cannot restore ({type(error).__name__}"
+            f"{': ' + lines[0] if lines else ''})"
+        ) from None
     finally:
         handler.close()
 
@@ -179,7 +216,10 @@ def _check_stored_tree(directory, stored, expected) -> None:
     flat = {p: tuple(np.shape(v)) for p, v in naming.flatten(dict(stored)).items()}
     missing = ["/".join(p) for p in expected if p not in flat]
     unexpected = ["/".join(p) for p in flat if p not in expected]
-    wrong = [f"{'/'.join(p)} (stored {s}, model {expected[p]})"
-             for p, s in flat.items() if p in expected and s != expected[p]]
+    wrong = [
+        f"{'/'.join(p)} (stored {s}, model {expected[p]})"
+        for p, s in flat.items()
+        if p in expected and s != expected[p]
+    ]
     if missing or unexpected or wrong:
         raise CheckpointMismatchError(directory, missing, unexpected, wrong)

@@ -23,7 +23,8 @@ import numpy as np
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop.infer import infer_model_config
-from squeezetime_jax.models import build_model, model_config as default_model_config
+from squeezetime_jax.models import build_model
+from squeezetime_jax.models import model_config as default_model_config
 
 Variables = dict  # {'params': ..., 'batch_stats': ...}
 _EXPECTED_CACHE: dict[str, dict] = {}
@@ -54,8 +55,9 @@ def expected_variables(config: ml_collections.ConfigDict) -> dict[naming.FlatPat
         probe = jnp.zeros((1, config.num_frames, _PROBE_SIZE, _PROBE_SIZE, 3), jnp.float32)
         rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
         abstract = jax.eval_shape(lambda: model.init(rngs, probe, train=False))
-        _EXPECTED_CACHE[key] = {p: tuple(v.shape) for p, v in
-                                naming.flatten(dict(abstract)).items()}
+        _EXPECTED_CACHE[key] = {
+            p: tuple(v.shape) for p, v in naming.flatten(dict(abstract)).items()
+        }
     return _EXPECTED_CACHE[key]
 
 
@@ -70,13 +72,21 @@ def init_head(shapes: Mapping[naming.FlatPath, tuple], seed: int = 0) -> dict:
     """The head as released: weight normal(std 0.01), bias zero."""
     kernel_shape = shapes[("params", naming.HEAD, "kernel")]
     kernel = 0.01 * jax.random.normal(jax.random.key(seed), kernel_shape, jnp.float32)
-    return {("params", naming.HEAD, "kernel"): np.asarray(kernel),
-            ("params", naming.HEAD, "bias"): np.zeros(kernel_shape[-1], np.float32)}
+    return {
+        ("params", naming.HEAD, "kernel"): np.asarray(kernel),
+        ("params", naming.HEAD, "bias"): np.zeros(kernel_shape[-1], np.float32),
+    }
 
 
-def from_torch(state_dict: Mapping[str, np.ndarray], config=None, *, drop_head: bool = False,
-               num_classes: int | None = None, source: str = "checkpoint",
-               seed: int = 0) -> Conversion:
+def from_torch(
+    state_dict: Mapping[str, np.ndarray],
+    config=None,
+    *,
+    drop_head: bool = False,
+    num_classes: int | None = None,
+    source: str = "checkpoint",
+    seed: int = 0,
+) -> Conversion:
     """Released-layout state_dict ({key: numpy array}) -> Flax variables.
 
     config: the model config to check against; inferred from the shapes when None.
@@ -89,10 +99,12 @@ def from_torch(state_dict: Mapping[str, np.ndarray], config=None, *, drop_head: 
     if config is None:
         fields = infer_model_config({k: v.shape for k, v in state_dict.items()}, source)
         if fields["num_classes"] is None and not drop_head:
-            raise CheckpointMismatchError(source, missing=["cls_head.fc_cls.weight",
-                                                           "cls_head.fc_cls.bias"],
-                                          hint="Pass drop_head (--drop-head --num-classes N) "
-                                               "to initialize a new head")
+            raise CheckpointMismatchError(
+                source,
+                missing=["cls_head.fc_cls.weight", "cls_head.fc_cls.bias"],
+                hint="Pass drop_head (--drop-head --num-classes N) "
+                "to initialize a new head",
+            )
         fields["num_classes"] = fields["num_classes"] or num_classes
         config = make_model_config(fields)
         notes.append("model config inferred from the checkpoint: " + _describe(config))
@@ -102,9 +114,13 @@ def from_torch(state_dict: Mapping[str, np.ndarray], config=None, *, drop_head: 
         config.num_classes = int(num_classes)
     elif num_classes is not None and num_classes != config.num_classes:
         raise CheckpointMismatchError(
-            source, wrong_shape=[f"cls_head.fc_cls.weight (has {config.num_classes} classes, "
-                                 f"{num_classes} requested)"],
-            hint="Pass drop_head (--drop-head) to replace the head")
+            source,
+            wrong_shape=[
+                f"cls_head.fc_cls.weight (has {config.num_classes} classes, "
+                f"{num_classes} requested)"
+            ],
+            hint="Pass drop_head (--drop-head) to replace the head",
+        )
 
     expected = expected_variables(config)
     flat, unexpected = {}, []
@@ -121,13 +137,18 @@ def from_torch(state_dict: Mapping[str, np.ndarray], config=None, *, drop_head: 
         for path in dropped:
             del flat[path]
         flat.update(init_head(expected, seed))
-        notes.append(f"head dropped{' (none in checkpoint)' if not dropped else ''}; "
-                     f"re-initialized with {config.num_classes} classes "
-                     "(normal(0.01) weights, zero bias)")
+        notes.append(
+            f"head dropped{' (none in checkpoint)' if not dropped else ''}; "
+            f"re-initialized with {config.num_classes} classes "
+            "(normal(0.01) weights, zero bias)"
+        )
     missing = [_torch_name(p) for p in expected if p not in flat]
-    wrong = [f"{_torch_name(p)} (checkpoint {_torch_shape(p, v.shape)}, model "
-             f"{_torch_shape(p, expected[p])})"
-             for p, v in flat.items() if tuple(v.shape) != expected[p]]
+    wrong = [
+        f"{_torch_name(p)} (checkpoint {_torch_shape(p, v.shape)}, model "
+        f"{_torch_shape(p, expected[p])})"
+        for p, v in flat.items()
+        if tuple(v.shape) != expected[p]
+    ]
     if missing or unexpected or wrong:
         hint = ""
         if any(p[1] == naming.HEAD for p in flat if tuple(flat[p].shape) != expected[p]):
@@ -135,8 +156,10 @@ def from_torch(state_dict: Mapping[str, np.ndarray], config=None, *, drop_head: 
         raise CheckpointMismatchError(source, missing, unexpected, wrong, hint)
     for path, value in flat.items():
         if not np.issubdtype(value.dtype, np.floating):
-            raise CheckpointError(f"{source}: {_torch_name(path)} has dtype {value.dtype}, "
-                                  "expected floating point")
+            raise CheckpointError(
+                f"{source}: {_torch_name(path)} has dtype {value.dtype}, "
+                "expected floating point"
+            )
         flat[path] = value.astype(np.float32)
     return Conversion(naming.unflatten(flat), config, notes)
 
@@ -147,8 +170,10 @@ def _torch_shape(path: naming.FlatPath, shape: tuple) -> tuple:
 
 
 def _describe(config) -> str:
-    return ", ".join(f"{k}={config[k]}" for k in
-                     ("depth", "widen_factor", "pos_dims", "num_classes", "num_frames"))
+    return ", ".join(
+        f"{k}={config[k]}"
+        for k in ("depth", "widen_factor", "pos_dims", "num_classes", "num_frames")
+    )
 
 
 def to_torch(variables: Variables, config=None) -> "OrderedDict[str, np.ndarray]":
@@ -164,16 +189,22 @@ def to_torch(variables: Variables, config=None) -> "OrderedDict[str, np.ndarray]
         expected = expected_variables(config)
         missing = [_torch_name(p) for p in expected if p not in flat]
         unexpected = [_torch_name(p) for p in flat if p not in expected]
-        wrong = [f"{_torch_name(p)} (has {tuple(np.shape(v))}, model {expected[p]})"
-                 for p, v in flat.items() if p in expected and tuple(np.shape(v)) != expected[p]]
+        wrong = [
+            f"{_torch_name(p)} (has {tuple(np.shape(v))}, model {expected[p]})"
+            for p, v in flat.items()
+            if p in expected and tuple(np.shape(v)) != expected[p]
+        ]
         if missing or unexpected or wrong:
             raise CheckpointMismatchError("variables", missing, unexpected, wrong)
     out = {}
     for path, value in flat.items():
         key = naming.flax_path_to_torch_key(path)
         # A writable C-ordered copy: torch.from_numpy shares memory and wants both.
-        out[key] = np.array(naming.flax_array_to_torch(path, np.asarray(value, np.float32)),
-                            order="C", copy=True)
+        out[key] = np.array(
+            naming.flax_array_to_torch(path, np.asarray(value, np.float32)),
+            order="C",
+            copy=True,
+        )
         if path[0] == "batch_stats" and path[-1] == "mean":
             counter = key[: -len("running_mean")] + naming.NUM_BATCHES_TRACKED
             out[counter] = np.array(0, np.int64)

@@ -12,16 +12,24 @@ class CheckpointError(Exception):
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint's variables do not match the model: lists every offending key."""
 
-    def __init__(self, source: str, missing: Iterable[str] = (),
-                 unexpected: Iterable[str] = (), wrong_shape: Iterable[str] = (),
-                 hint: str = ""):
+    def __init__(
+        self,
+        source: str,
+        missing: Iterable[str] = (),
+        unexpected: Iterable[str] = (),
+        wrong_shape: Iterable[str] = (),
+        hint: str = "",
+    ):
         self.source = source
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)
         self.wrong_shape = sorted(wrong_shape)
         parts = []
-        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
-                            ("wrong shape", self.wrong_shape)):
+        for label, keys in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("wrong shape", self.wrong_shape),
+        ):
             if keys:
                 parts.append(f"{len(keys)} {label}: " + ", ".join(keys))
         message = f"{source} does not match the model: " + "; ".join(parts)

@@ -65,13 +65,15 @@ class MissingExtraError(ImportError):
 
 
 def require_extras(formats: Iterable[str]) -> None:
-    missing = sorted({m for f in formats for m in _REQUIRED[f]
-                      if importlib.util.find_spec(m) is None})
+    missing = sorted(
+        {m for f in formats for m in _REQUIRED[f] if importlib.util.find_spec(m) is None}
+    )
     if missing:
         raise MissingExtraError(
             f"{', '.join(formats)} export needs {', '.join(missing)} (not installed): "
             f"install the export extra with `{INSTALL_HINT}` (or "
-            "`pip install 'squeezetime_jax[export]'`)")
+            "`pip install 'squeezetime_jax[export]'`)"
+        )
 
 
 # ---------------------------------------------------------------------------------
@@ -100,15 +102,18 @@ def reference_clip(num_frames: int, size: int, seed: int = 0) -> np.ndarray:
     centre = start + velocity * t[..., None] / max(num_frames, 1)
     blob = np.exp(-((xx - centre[..., 0]) ** 2 + (yy - centre[..., 1]) ** 2) / 0.02)
     blob_colour = rng.uniform(-100, 100, size=3)
-    channels = [base[c] + tilt[c, 0] * xx + tilt[c, 1] * yy + 25 * stripes
-                + blob_colour[c] * blob for c in range(3)]
+    channels = [
+        base[c] + tilt[c, 0] * xx + tilt[c, 1] * yy + 25 * stripes + blob_colour[c] * blob
+        for c in range(3)
+    ]
     return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.float32)
 
 
 def normalize(pixels: np.ndarray) -> np.ndarray:
     """(x - mean) / std per RGB channel (channels-last), as the released configs."""
-    return ((pixels - np.asarray(MEAN_RGB, np.float32)) / np.asarray(STD_RGB, np.float32)
-            ).astype(np.float32)
+    return (
+        (pixels - np.asarray(MEAN_RGB, np.float32)) / np.asarray(STD_RGB, np.float32)
+    ).astype(np.float32)
 
 
 def to_program_input(clip: np.ndarray, raw_input: bool = False) -> np.ndarray:
@@ -138,8 +143,10 @@ def torch_twin(conversion):
     from squeezetime_jax.interop.torch_model import SqueezeTimeTorch
 
     model = SqueezeTimeTorch.from_config(conversion.config)
-    state = {k: torch.from_numpy(np.asarray(v)) for k, v in
-             to_torch(conversion.variables, conversion.config).items()}
+    state = {
+        k: torch.from_numpy(np.asarray(v))
+        for k, v in to_torch(conversion.variables, conversion.config).items()
+    }
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -151,8 +158,11 @@ def inference_model(twin, num_frames: int, size: int, raw_input: bool = False):
     import torch
 
     from squeezetime_jax.interop.folding import (
-        bake_positional_embeddings_, fold_batchnorm_, fold_input_normalization_,
-        pool_head_for_export_)
+        bake_positional_embeddings_,
+        fold_batchnorm_,
+        fold_input_normalization_,
+        pool_head_for_export_,
+    )
 
     model = pool_head_for_export_(fold_batchnorm_(copy.deepcopy(twin).eval()))
     bake_positional_embeddings_(model, torch.zeros(1, 3, num_frames, size, size))
@@ -199,11 +209,16 @@ class Delegation:
     portable_ops: dict[str, int]  # op name -> count, outside XNNPACK
 
     def line(self) -> str:
-        rest = (", outside XNNPACK: " + ", ".join(f"{k} x{v}" for k, v in
-                                                   self.portable_ops.items())
-                if self.portable_ops else ", nothing outside XNNPACK")
-        return (f"XNNPACK runs {self.delegated_ops} ops in {self.subgraphs} "
-                f"subgraph{'s' if self.subgraphs != 1 else ''}{rest}")
+        rest = (
+            ", outside XNNPACK: "
+            + ", ".join(f"{k} x{v}" for k, v in self.portable_ops.items())
+            if self.portable_ops
+            else ", nothing outside XNNPACK"
+        )
+        return (
+            f"XNNPACK runs {self.delegated_ops} ops in {self.subgraphs} "
+            f"subgraph{'s' if self.subgraphs != 1 else ''}{rest}"
+        )
 
 
 def lower_to_xnnpack(program) -> tuple[bytes, Delegation]:
@@ -215,10 +230,14 @@ def lower_to_xnnpack(program) -> tuple[bytes, Delegation]:
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     info = get_delegation_info(edge.exported_program().graph_module)
     # getitem only unpacks a delegate's outputs; it is not work left on the CPU.
-    portable = {name: stats.non_delegated for name, stats in
-                info.delegation_by_operator.items()
-                if stats.non_delegated and name != "getitem"}
-    delegation = Delegation(info.num_delegated_subgraphs, info.num_delegated_nodes, portable)
+    portable = {
+        name: stats.non_delegated
+        for name, stats in info.delegation_by_operator.items()
+        if stats.non_delegated and name != "getitem"
+    }
+    delegation = Delegation(
+        info.num_delegated_subgraphs, info.num_delegated_nodes, portable
+    )
     return edge.to_executorch().buffer, delegation
 
 
@@ -235,7 +254,9 @@ def quantize_int8(model, example: np.ndarray, calibration: Sequence[np.ndarray])
     returns the exported program of the quantized model."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer()
@@ -254,8 +275,15 @@ def write_onnx(path: str, program) -> str:
 
     # One self-contained file (the weights are far below protobuf's 2 GB limit), which
     # is what mobile runtimes load most simply.
-    torch.onnx.export(program, f=path, input_names=["video"], output_names=["logits"],
-                      dynamo=True, external_data=False, verbose=False)
+    torch.onnx.export(
+        program,
+        f=path,
+        input_names=["video"],
+        output_names=["logits"],
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
     return path
 
 
@@ -271,6 +299,7 @@ def load_pt2(path: str) -> Callable[[np.ndarray], np.ndarray]:
     def run(x):
         with torch.no_grad():
             return module(torch.from_numpy(x)).numpy()
+
     return run
 
 
@@ -311,18 +340,24 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return bool(np.isfinite(self.relative)) and self.relative <= self.tolerance and (
-            self.same_top1 or "int8" not in self.format)
+        return (
+            bool(np.isfinite(self.relative))
+            and self.relative <= self.tolerance
+            and (self.same_top1 or "int8" not in self.format)
+        )
 
     def line(self) -> str:
         verdict = "OK" if self.passed else "FAILED"
-        return (f"{self.format:<16} {os.path.basename(self.path):<30} max abs err "
-                f"{self.max_abs:.3e}  relative {self.relative:.3e}  (tolerance "
-                f"{self.tolerance:g}, same top-1: {self.same_top1})  {verdict}")
+        return (
+            f"{self.format:<16} {os.path.basename(self.path):<30} max abs err "
+            f"{self.max_abs:.3e}  relative {self.relative:.3e}  (tolerance "
+            f"{self.tolerance:g}, same top-1: {self.same_top1})  {verdict}"
+        )
 
 
-def compare(fmt: str, path: str, logits: np.ndarray, reference: np.ndarray,
-            tolerance: float) -> Check:
+def compare(
+    fmt: str, path: str, logits: np.ndarray, reference: np.ndarray, tolerance: float
+) -> Check:
     logits = np.asarray(logits, np.float64).reshape(reference.shape)
     reference = np.asarray(reference, np.float64)
     max_abs = float(np.max(np.abs(logits - reference)))
@@ -339,10 +374,17 @@ class ParityError(RuntimeError):
 # The whole export
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
-                      formats: Sequence[str] = FORMATS, *, frames: int | None = None,
-                      size: int | None = None, raw_input: bool = False, int8: bool = False,
-                      log: Callable[[str], None] = print) -> list[Check]:
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    formats: Sequence[str] = FORMATS,
+    *,
+    frames: int | None = None,
+    size: int | None = None,
+    raw_input: bool = False,
+    int8: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[Check]:
     """Writes and verifies the requested formats; returns one Check per file.
 
     Raises ParityError (after writing and checking every file) when any check fails,
@@ -362,22 +404,28 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     config = conversion.config
     frames = config.num_frames if frames is None else int(frames)
     if frames != config.num_frames:
-        raise ValueError(f"{checkpoint}: the model takes {config.num_frames} frames (its stem "
-                         f"has {3 * config.num_frames} input channels), not --frames {frames}")
+        raise ValueError(
+            f"{checkpoint}: the model takes {config.num_frames} frames (its stem "
+            f"has {3 * config.num_frames} input channels), not --frames {frames}"
+        )
     size = int(config.get("image_size", 224) if size is None else size)
     if size < 32:
         raise ValueError(f"size {size} is too small: the network downsamples by 32")
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(os.fspath(out_dir), "squeezetime_raw" if raw_input else "squeezetime")
+    stem = os.path.join(
+        os.fspath(out_dir), "squeezetime_raw" if raw_input else "squeezetime"
+    )
 
     clip = reference_clip(frames, size)
     reference = jax_logits(conversion, clip[None])
     example = to_program_input(clip, raw_input)
     twin = torch_twin(conversion)
     model = inference_model(twin, frames, size, raw_input)
-    log(f"exporting {checkpoint}: depth {config.depth}, {config.num_classes} classes, input "
+    log(
+        f"exporting {checkpoint}: depth {config.depth}, {config.num_classes} classes, input "
         f"(1, 3, {frames}, {size}, {size}) float32, "
-        f"{'raw 0..255 pixels' if raw_input else 'normalized'}")
+        f"{'raw 0..255 pixels' if raw_input else 'normalized'}"
+    )
     program = export_program(model, example)
     checks: list[Check] = []
 
@@ -388,16 +436,24 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
 
     if "pytorch" in formats:
         # The same with or without raw_input: the released layout knows no folding.
-        state_path = write_state_dict(os.path.join(os.fspath(out_dir), "squeezetime.pth"), twin)
+        state_path = write_state_dict(
+            os.path.join(os.fspath(out_dir), "squeezetime.pth"), twin
+        )
         log(f"wrote {state_path} (state_dict, released layout, normalized input)")
-        verify("pytorch", write_pt2(stem + ".pt2", program), load_pt2(stem + ".pt2"),
-               TOLERANCES["pytorch"])
+        verify(
+            "pytorch",
+            write_pt2(stem + ".pt2", program),
+            load_pt2(stem + ".pt2"),
+            TOLERANCES["pytorch"],
+        )
     if "executorch" in formats:
         path = write_pte(stem + "_xnnpack.pte", program, log)
         verify("executorch", path, load_pte(path), TOLERANCES["executorch"])
         if int8:
-            calibration = [to_program_input(reference_clip(frames, size, seed), raw_input)
-                           for seed in range(1, CALIBRATION_CLIPS + 1)]
+            calibration = [
+                to_program_input(reference_clip(frames, size, seed), raw_input)
+                for seed in range(1, CALIBRATION_CLIPS + 1)
+            ]
             quantized = quantize_int8(model, example, calibration)
             path = write_pte(stem + "_xnnpack_int8.pte", quantized, log)
             verify("executorch-int8", path, load_pte(path), INT8_TOLERANCE)
@@ -408,24 +464,40 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     write_info(stem, config, frames, size, raw_input, checks)
     failed = [c for c in checks if not c.passed]
     if failed:
-        raise ParityError("parity check failed for " + ", ".join(
-            f"{c.path} (relative error {c.relative:.3e} > {c.tolerance:g}"
-            f"{'' if c.same_top1 else ', top-1 differs'})" for c in failed))
+        raise ParityError(
+            "parity check failed for "
+            + ", ".join(
+                f"{c.path} (relative error {c.relative:.3e} > {c.tolerance:g}"
+                f"{'' if c.same_top1 else ', top-1 differs'})"
+                for c in failed
+            )
+        )
     return checks
 
 
-def write_info(stem: str, config, frames: int, size: int, raw_input: bool,
-               checks: Sequence[Check]) -> str:
+def write_info(
+    stem: str, config, frames: int, size: int, raw_input: bool, checks: Sequence[Check]
+) -> str:
     """Writes <stem>_export_info.json: what an app must feed the programs, and parity."""
     info = {
-        "input": {"name": "video", "shape": [1, 3, frames, size, size], "dtype": "float32",
-                  "layout": "N, C (RGB), T, H, W",
-                  "values": "RGB pixels 0..255" if raw_input else
-                            "(pixel - mean) / std per RGB channel, pixels 0..255",
-                  "mean_rgb": list(MEAN_RGB), "std_rgb": list(STD_RGB),
-                  "normalization_folded_into_model": raw_input},
-        "output": {"name": "logits", "shape": [1, int(config.num_classes)],
-                   "dtype": "float32", "softmax_applied": False},
+        "input": {
+            "name": "video",
+            "shape": [1, 3, frames, size, size],
+            "dtype": "float32",
+            "layout": "N, C (RGB), T, H, W",
+            "values": "RGB pixels 0..255"
+            if raw_input
+            else "(pixel - mean) / std per RGB channel, pixels 0..255",
+            "mean_rgb": list(MEAN_RGB),
+            "std_rgb": list(STD_RGB),
+            "normalization_folded_into_model": raw_input,
+        },
+        "output": {
+            "name": "logits",
+            "shape": [1, int(config.num_classes)],
+            "dtype": "float32",
+            "softmax_applied": False,
+        },
         "model_config": json.loads(config.to_json()),
         "batchnorm_folded": True,
         "parity_vs_jax": [dataclasses.asdict(c) | {"passed": c.passed} for c in checks],

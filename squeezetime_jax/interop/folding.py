@@ -16,7 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from squeezetime_jax.interop.torch_model import CTL, BasicBlock, Bottleneck, SqueezeTimeTorch
+from squeezetime_jax.interop.torch_model import (
+    CTL,
+    BasicBlock,
+    Bottleneck,
+    SqueezeTimeTorch,
+)
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +90,11 @@ def fold_batchnorm_(model: SqueezeTimeTorch) -> SqueezeTimeTorch:
                 _fold_conv_bn_(module.conv1, module.bn1)
                 _fold_bn_into_ctl_(module.conv2, module.bn2)
                 _fold_conv_bn_(module.conv3, module.bn3)
-                module.bn1, module.bn2, module.bn3 = nn.Identity(), nn.Identity(), nn.Identity()
+                module.bn1, module.bn2, module.bn3 = (
+                    nn.Identity(),
+                    nn.Identity(),
+                    nn.Identity(),
+                )
             else:
                 _fold_bn_into_ctl_(module.conv1, module.bn1)
                 _fold_bn_into_ctl_(module.conv2, module.bn2)
@@ -121,8 +130,12 @@ class RawInputStem(nn.Module):
 
 
 @torch.no_grad()
-def fold_input_normalization_(model: SqueezeTimeTorch, mean: Sequence[float],
-                              std: Sequence[float], size: tuple[int, int]) -> SqueezeTimeTorch:
+def fold_input_normalization_(
+    model: SqueezeTimeTorch,
+    mean: Sequence[float],
+    std: Sequence[float],
+    size: tuple[int, int],
+) -> SqueezeTimeTorch:
     """Makes `model` take raw pixels (0..255, N,3,T,H,W) at spatial `size`, in place."""
     net = model.backbone.net
     conv = net.conv1
@@ -131,17 +144,23 @@ def fold_input_normalization_(model: SqueezeTimeTorch, mean: Sequence[float],
     m = torch.tensor(mean, dtype=torch.float64).repeat_interleave(frames)
     s = torch.tensor(std, dtype=torch.float64).repeat_interleave(frames)
     weight = conv.weight.double()
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros(weight.shape[0],
-                                                                        dtype=torch.float64)
+    bias = (
+        conv.bias.double()
+        if conv.bias is not None
+        else torch.zeros(weight.shape[0], dtype=torch.float64)
+    )
     constant = (m / s).view(1, -1, 1, 1).expand(1, weight.shape[1], *size)
-    offset = bias.view(1, -1, 1, 1) - F.conv2d(constant, weight, None, conv.stride,
-                                                conv.padding)
+    offset = bias.view(1, -1, 1, 1) - F.conv2d(
+        constant, weight, None, conv.stride, conv.padding
+    )
     net.conv1 = RawInputStem(conv, offset.float(), (weight / s.view(1, -1, 1, 1)).float())
     return model
 
 
 @torch.no_grad()
-def bake_positional_embeddings_(model: SqueezeTimeTorch, example: torch.Tensor) -> SqueezeTimeTorch:
+def bake_positional_embeddings_(
+    model: SqueezeTimeTorch, example: torch.Tensor
+) -> SqueezeTimeTorch:
     """Resizes every IOI positional embedding to the feature size `example` produces.
 
     The twin resizes a learned embedding whenever its size differs from the feature
@@ -154,6 +173,7 @@ def bake_positional_embeddings_(model: SqueezeTimeTorch, example: torch.Tensor) 
     def recorder(key):
         def hook(module, args):  # returns None: a pre-hook's return value replaces args
             sizes[key] = tuple(args[0].shape[-2:])
+
         return hook
 
     for name, module in model.named_modules():
@@ -169,8 +189,12 @@ def bake_positional_embeddings_(model: SqueezeTimeTorch, example: torch.Tensor) 
             continue
         ioi = module.spatial_conv
         if tuple(ioi.pos_embed.shape[-2:]) != sizes[name]:
-            pos = F.interpolate(ioi.pos_embed.double(), size=sizes[name], mode="bilinear",
-                                align_corners=True)
+            pos = F.interpolate(
+                ioi.pos_embed.double(),
+                size=sizes[name],
+                mode="bilinear",
+                align_corners=True,
+            )
             ioi.pos_embed = nn.Parameter(pos.float(), requires_grad=False)
     return model
 

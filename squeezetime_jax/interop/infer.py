@@ -39,23 +39,32 @@ def _widen_factor(widths: Sequence[int], source: str) -> float:
     for candidate in [round(exact, k) for k in range(1, 7)] + [exact]:
         if candidate > 0 and stage_widths(candidate) == list(widths):
             return candidate
-    raise CheckpointError(f"{source}: stage widths {list(widths)} are not int(w * f) for "
-                          f"w in {STAGE_BASE_WIDTHS} and any widen factor f")
+    raise CheckpointError(
+        f"{source}: stage widths {list(widths)} are not int(w * f) for "
+        f"w in {STAGE_BASE_WIDTHS} and any widen factor f"
+    )
 
 
-def infer_model_config(shapes: Mapping[str, Sequence[int]], source: str = "checkpoint",
-                       dropout_rate: float = 0.5) -> dict:
+def infer_model_config(
+    shapes: Mapping[str, Sequence[int]],
+    source: str = "checkpoint",
+    dropout_rate: float = 0.5,
+) -> dict:
     """Model config fields from {torch key: shape} of a released-layout state_dict."""
+
     def shape(key):
         if key not in shapes:
-            raise CheckpointError(f"{source}: cannot infer the model config, key {key!r} is "
-                                  "missing (is this a SqueezeTime checkpoint?)")
+            raise CheckpointError(
+                f"{source}: cannot infer the model config, key {key!r} is "
+                "missing (is this a SqueezeTime checkpoint?)"
+            )
         return tuple(shapes[key])
 
     stem = shape(NET + "conv1.weight")
     if len(stem) != 4 or stem[1] % 3:
-        raise CheckpointError(f"{source}: {NET}conv1.weight has shape {stem}; expected "
-                              "(C, 3*T, 5, 5)")
+        raise CheckpointError(
+            f"{source}: {NET}conv1.weight has shape {stem}; expected (C, 3*T, 5, 5)"
+        )
     blocks = [set() for _ in range(4)]
     for key in shapes:
         match = _BLOCK.match(key)
@@ -64,23 +73,29 @@ def infer_model_config(shapes: Mapping[str, Sequence[int]], source: str = "check
     counts = tuple(len(b) for b in blocks)
     for stage, indices in enumerate(blocks):
         if indices != set(range(len(indices))):
-            raise CheckpointError(f"{source}: layer{stage + 1} has blocks {sorted(indices)}; "
-                                  "expected consecutive indices from 0")
+            raise CheckpointError(
+                f"{source}: layer{stage + 1} has blocks {sorted(indices)}; "
+                "expected consecutive indices from 0"
+            )
     bottleneck = NET + "layer1.0.conv3.weight" in shapes
     depth = [d for d, spec in DEPTHS.items() if spec == (counts, bottleneck)]
     if not depth:
         kind = "bottleneck" if bottleneck else "basic"
-        raise CheckpointError(f"{source}: {kind} blocks per stage {counts} match no SqueezeTime "
-                              f"depth ({', '.join(map(str, DEPTHS))})")
+        raise CheckpointError(
+            f"{source}: {kind} blocks per stage {counts} match no SqueezeTime "
+            f"depth ({', '.join(map(str, DEPTHS))})"
+        )
     conv = "conv1.weight" if bottleneck else "conv1.temporal_conv.weight"
     widths = [shape(f"{NET}layer{s}.0.{conv}")[0] for s in range(1, 5)]
     widen_factor = _widen_factor(widths, source)
     if stem[0] != stage_widths(widen_factor)[0]:
-        raise CheckpointError(f"{source}: stem width {stem[0]} does not match stage widths "
-                              f"{widths}")
+        raise CheckpointError(
+            f"{source}: stem width {stem[0]} does not match stage widths {widths}"
+        )
     # conv2 of every block carries the stage's pos_dim (conv1 of a basic block is fixed).
-    pos_dims = tuple(shape(f"{NET}layer{s}.0.conv2.spatial_conv.pos_embed")[-1]
-                     for s in range(1, 5))
+    pos_dims = tuple(
+        shape(f"{NET}layer{s}.0.conv2.spatial_conv.pos_embed")[-1] for s in range(1, 5)
+    )
     head = shapes.get("cls_head.fc_cls.weight")
     return {
         "depth": depth[0],

@@ -50,7 +50,7 @@ def torch_key_to_flax_path(key: str, ndim: int) -> FlatPath | None:
     """Inverse of `flax_path_to_torch_key`; None for names outside the table."""
     for top, prefix in TOP_LEVEL.items():
         if key.startswith(prefix + "."):
-            rest = key[len(prefix) + 1:].split(".")
+            rest = key[len(prefix) + 1 :].split(".")
             break
     else:
         return None

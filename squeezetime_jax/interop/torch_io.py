@@ -43,8 +43,10 @@ class _MetadataTolerantPickle:
         ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
         ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"):
-            torch._utils._rebuild_parameter_with_state,
+        (
+            "torch._utils",
+            "_rebuild_parameter_with_state",
+        ): torch._utils._rebuild_parameter_with_state,
         ("torch", "Size"): torch.Size,
         ("torch", "device"): torch.device,
     }
@@ -69,8 +71,12 @@ def _torch_load(path: str):
     except pickle.UnpicklingError as safe_error:
         # Unknown metadata classes: retry with tensors-only unpickling (see above).
         try:
-            return torch.load(path, map_location="cpu", weights_only=False,
-                              pickle_module=_MetadataTolerantPickle)
+            return torch.load(
+                path,
+                map_location="cpu",
+                weights_only=False,
+                pickle_module=_MetadataTolerantPickle,
+            )
         except Exception:
             raise safe_error from None
 
@@ -89,8 +95,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except Exception as error:  # a damaged file fails anywhere inside the unpickler
         lines = str(error).strip().splitlines()
         detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or "
-                              f"another format; {detail})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or "
+            f"another format; {detail})"
+        ) from None
     return extract_state_dict(obj, path)
 
 
@@ -102,23 +110,33 @@ def extract_state_dict(obj, source: str = "checkpoint") -> dict[str, np.ndarray]
                 obj = obj[wrapper]
                 break
     if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{source}: not a state_dict (expected a mapping of tensors, "
-                              f"or one under 'state_dict' or 'model'); got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{source}: not a state_dict (expected a mapping of tensors, "
+            f"or one under 'state_dict' or 'model'); got {type(obj).__name__}"
+        )
     not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise CheckpointError(f"{source}: not a state_dict, entries that are not tensors: "
-                              + ", ".join(not_tensors[:10]))
+        raise CheckpointError(
+            f"{source}: not a state_dict, entries that are not tensors: "
+            + ", ".join(not_tensors[:10])
+        )
     keys = list(obj)
     if all(k.startswith(_PREFIX) for k in keys):
-        keys = [k[len(_PREFIX):] for k in keys]
+        keys = [k[len(_PREFIX) :] for k in keys]
     return {k: v.detach().cpu().numpy() for k, v in zip(keys, obj.values())}
 
 
-def write_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, np.ndarray],
-                     meta: Mapping | None = None, plain: bool = False) -> None:
+def write_checkpoint(
+    path: str | os.PathLike,
+    state_dict: Mapping[str, np.ndarray],
+    meta: Mapping | None = None,
+    plain: bool = False,
+) -> None:
     """Writes {'state_dict': ..., 'meta': ...} (or the bare state_dict if plain)."""
-    tensors = OrderedDict((k, torch.from_numpy(np.array(v, copy=True, order="C")))
-                          for k, v in state_dict.items())
+    tensors = OrderedDict(
+        (k, torch.from_numpy(np.array(v, copy=True, order="C")))
+        for k, v in state_dict.items()
+    )
     obj = tensors if plain else {"state_dict": tensors, "meta": dict(meta or {})}
     directory = os.path.dirname(os.fspath(path))
     if directory:

@@ -139,8 +139,9 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """The backbone network (`backbone.net` in the release)."""
 
-    def __init__(self, depth: int, widen_factor: float, pos_dims: Sequence[int],
-                 num_frames: int):
+    def __init__(
+        self, depth: int, widen_factor: float, pos_dims: Sequence[int], num_frames: int
+    ):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -151,11 +152,15 @@ class ResNet(nn.Module):
         # int() truncation as in the release: it matters for non-unit widen factors.
         widths = stage_widths(widen_factor)
         self.in_planes = widths[0]
-        self.conv1 = nn.Conv2d(3 * num_frames, widths[0], 5, stride=2, padding=2, bias=False)
+        self.conv1 = nn.Conv2d(
+            3 * num_frames, widths[0], 5, stride=2, padding=2, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         for i in range(4):
-            layer = self._make_layer(block, widths[i], blocks[i], STAGE_STRIDES[i], pos_dims[i])
+            layer = self._make_layer(
+                block, widths[i], blocks[i], STAGE_STRIDES[i], pos_dims[i]
+            )
             self.add_module(f"layer{i + 1}", layer)
         self.out_channels = self.in_planes
         for m in self.modules():
@@ -217,23 +222,37 @@ class I2DHead(nn.Module):
 class SqueezeTimeTorch(nn.Module):
     """SqueezeTime with the released state_dict layout. Call `.eval()` for inference."""
 
-    def __init__(self, depth: int = 50, widen_factor: float = 1.0,
-                 pos_dims: Sequence[int] = (56, 28, 14, 7), num_classes: int = 400,
-                 num_frames: int = 16, dropout_rate: float = 0.5):
+    def __init__(
+        self,
+        depth: int = 50,
+        widen_factor: float = 1.0,
+        pos_dims: Sequence[int] = (56, 28, 14, 7),
+        num_classes: int = 400,
+        num_frames: int = 16,
+        dropout_rate: float = 0.5,
+    ):
         super().__init__()
         self.num_frames = num_frames
-        self.backbone = Backbone(depth=depth, widen_factor=widen_factor,
-                                 pos_dims=tuple(pos_dims), num_frames=num_frames)
+        self.backbone = Backbone(
+            depth=depth,
+            widen_factor=widen_factor,
+            pos_dims=tuple(pos_dims),
+            num_frames=num_frames,
+        )
         self.cls_head = I2DHead(self.backbone.net.out_channels, num_classes, dropout_rate)
 
     @classmethod
     def from_config(cls, config) -> "SqueezeTimeTorch":
         """Builds from a model config (ConfigDict or mapping) with the Flax model's fields."""
         get = config.get
-        return cls(depth=get("depth", 50), widen_factor=get("widen_factor", 1.0),
-                   pos_dims=tuple(get("pos_dims", (56, 28, 14, 7))),
-                   num_classes=get("num_classes", 400), num_frames=get("num_frames", 16),
-                   dropout_rate=get("dropout_rate", 0.5))
+        return cls(
+            depth=get("depth", 50),
+            widen_factor=get("widen_factor", 1.0),
+            pos_dims=tuple(get("pos_dims", (56, 28, 14, 7))),
+            num_classes=get("num_classes", 400),
+            num_frames=get("num_frames", 16),
+            dropout_rate=get("dropout_rate", 0.5),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cls_head(self.backbone(x))

@@ -12,6 +12,13 @@ from squeezetime_jax.models.squeezetime import (
 )
 
 __all__ = [
-    "CTL", "STAGE_SIZES", "BasicBlock", "BottleneckBlock", "SqueezeTime",
-    "SqueezeTimeBackbone", "build_model", "model_config", "squeeze_time",
+    "CTL",
+    "STAGE_SIZES",
+    "BasicBlock",
+    "BottleneckBlock",
+    "SqueezeTime",
+    "SqueezeTimeBackbone",
+    "build_model",
+    "model_config",
+    "squeeze_time",
 ]

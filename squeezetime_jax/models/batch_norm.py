@@ -54,8 +54,9 @@ def _normalize(xf: Array, mean: Array, inv_std: Array, scale: Array, bias: Array
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def batch_norm_train(x: Array, scale: Array, bias: Array, epsilon: float,
-                     axis_name: str | None) -> tuple[Array, Array, Array]:
+def batch_norm_train(
+    x: Array, scale: Array, bias: Array, epsilon: float, axis_name: str | None
+) -> tuple[Array, Array, Array]:
     """(normalized x, batch mean, batch variance) over all axes but the last.
 
     The output is in the statistics dtype (at least float32); `axis_name` averages
@@ -118,21 +119,33 @@ class BatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x: Array, use_running_average: bool | None = None) -> Array:
         use_running_average = nn.merge_param(
-            "use_running_average", self.use_running_average, use_running_average)
+            "use_running_average", self.use_running_average, use_running_average
+        )
         features = (x.shape[-1],)
-        running_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        running_mean = self.variable(
+            "batch_stats", "mean", jnp.zeros, features, jnp.float32
+        )
         running_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
         scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
         if use_running_average:
-            y = _normalize(x.astype(_stats_dtype(x)), running_mean.value,
-                           lax.rsqrt(running_var.value + self.epsilon), scale, bias)
+            y = _normalize(
+                x.astype(_stats_dtype(x)),
+                running_mean.value,
+                lax.rsqrt(running_var.value + self.epsilon),
+                scale,
+                bias,
+            )
         else:
             initializing = self.is_initializing()
-            y, mean, var = batch_norm_train(x, scale, bias, self.epsilon,
-                                            None if initializing else self.axis_name)
+            y, mean, var = batch_norm_train(
+                x, scale, bias, self.epsilon, None if initializing else self.axis_name
+            )
             if not initializing:
-                running_mean.value = (self.momentum * running_mean.value
-                                      + (1 - self.momentum) * mean)
-                running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+                running_mean.value = (
+                    self.momentum * running_mean.value + (1 - self.momentum) * mean
+                )
+                running_var.value = (
+                    self.momentum * running_var.value + (1 - self.momentum) * var
+                )
         return y.astype(self.dtype or jnp.result_type(x, scale, bias))

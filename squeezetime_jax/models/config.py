@@ -14,22 +14,28 @@ from squeezetime_jax.models.squeezetime import STAGE_SIZES, SqueezeTime
 # (64, 32, 16, 8); pass it explicitly to reproduce that variant.
 RELEASED_POS_DIMS = (56, 28, 14, 7)
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64,
-           "float16": jnp.float16}
+_DTYPES = {
+    "float32": jnp.float32,
+    "bfloat16": jnp.bfloat16,
+    "float64": jnp.float64,
+    "float16": jnp.float16,
+}
 
 
 def model_config(**overrides: Any) -> ml_collections.ConfigDict:
     """The released K400 model's settings, with `overrides` applied."""
-    config = ml_collections.ConfigDict(dict(
-        depth=50,
-        widen_factor=1.0,
-        pos_dims=RELEASED_POS_DIMS,
-        num_classes=400,
-        num_frames=16,
-        image_size=224,
-        dropout_rate=0.5,
-        dtype="float32",
-    ))
+    config = ml_collections.ConfigDict(
+        dict(
+            depth=50,
+            widen_factor=1.0,
+            pos_dims=RELEASED_POS_DIMS,
+            num_classes=400,
+            num_frames=16,
+            image_size=224,
+            dropout_rate=0.5,
+            dtype="float32",
+        )
+    )
     for key, value in overrides.items():
         if key not in config:
             raise KeyError(f"unknown model setting {key!r}; known: {sorted(config.keys())}")

@@ -98,8 +98,12 @@ def _pool_windows(x: Array):
     out_h, out_w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
     for dy in range(3):
         for dx in range(3):
-            yield jax.lax.slice(padded, (0, dy, dx, 0),
-                                (n, dy + 2 * out_h - 1, dx + 2 * out_w - 1, c), (1, 2, 2, 1))
+            yield jax.lax.slice(
+                padded,
+                (0, dy, dx, 0),
+                (n, dy + 2 * out_h - 1, dx + 2 * out_w - 1, c),
+                (1, 2, 2, 1),
+            )
 
 
 @jax.custom_vjp
@@ -135,11 +139,18 @@ def _max_pool_backward(residuals, grad: Array):
         dy, dx = divmod(tap, 3)
         share = jnp.where(winner == tap, grad, zero)
         # Interior padding 1 puts output (i, j) back at padded input (dy + 2i, dx + 2j).
-        placed = jax.lax.pad(share, zero, (
-            (0, 0, 0), (dy, h + 2 - dy - (2 * out_h - 1), 1),
-            (dx, w + 2 - dx - (2 * out_w - 1), 1), (0, 0, 0)))
+        placed = jax.lax.pad(
+            share,
+            zero,
+            (
+                (0, 0, 0),
+                (dy, h + 2 - dy - (2 * out_h - 1), 1),
+                (dx, w + 2 - dx - (2 * out_w - 1), 1),
+                (0, 0, 0),
+            ),
+        )
         total = placed if total is None else total + placed
-    return (total[:, 1:h + 1, 1:w + 1, :],)
+    return (total[:, 1 : h + 1, 1 : w + 1, :],)
 
 
 max_pool_3x3_stride2.defvjp(_max_pool_forward, _max_pool_backward)
@@ -172,8 +183,9 @@ def resize_align_corners(image: Array, height: int, width: int) -> Array:
         return image
     rows = jnp.asarray(_align_corners_matrix(height, in_h), image.dtype)
     cols = jnp.asarray(_align_corners_matrix(width, in_w), image.dtype)
-    return jnp.einsum("hp,npqc,wq->nhwc", rows, image, cols,
-                      precision=jax.lax.Precision.HIGHEST)
+    return jnp.einsum(
+        "hp,npqc,wq->nhwc", rows, image, cols, precision=jax.lax.Precision.HIGHEST
+    )
 
 
 def temporal_focus_gate(x: Array, conv: ModuleDef, norm: ModuleDef) -> Array:
@@ -207,23 +219,47 @@ class InterTemporalObjectInteraction(nn.Module):
     def __call__(self, x: Array, gate: Array) -> Array:
         in_features = x.shape[-1]
         conv = functools.partial(self.conv, use_bias=True)
-        short = conv(self.features, (3, 3), padding=_pad(1),
-                     bias_init=torch_conv_bias_init(in_features * 9), name="short_conv")(x)
+        short = conv(
+            self.features,
+            (3, 3),
+            padding=_pad(1),
+            bias_init=torch_conv_bias_init(in_features * 9),
+            name="short_conv",
+        )(x)
         # The short path sees the ungated input; the attention path the gated one.
         y = x * gate
-        y = conv(IOI_CHANNELS, (3, 3), padding=_pad(1),
-                 bias_init=torch_conv_bias_init(in_features * 9), name="glo_conv_0")(y)
+        y = conv(
+            IOI_CHANNELS,
+            (3, 3),
+            padding=_pad(1),
+            bias_init=torch_conv_bias_init(in_features * 9),
+            name="glo_conv_0",
+        )(y)
         y = nn.relu(self.norm(name="glo_conv_1")(y))
-        pos_embed = self.param("pos_embed", pos_embed_init,
-                               (1, self.pos_dim, self.pos_dim, IOI_CHANNELS), jnp.float32)
+        pos_embed = self.param(
+            "pos_embed",
+            pos_embed_init,
+            (1, self.pos_dim, self.pos_dim, IOI_CHANNELS),
+            jnp.float32,
+        )
         # Resized only when the map is not pos_dim x pos_dim (other resolutions,
         # and always for the basic block's conv1 with its fixed pos_dim 7).
         y = y + resize_align_corners(pos_embed, y.shape[1], y.shape[2]).astype(y.dtype)
-        y = conv(IOI_CHANNELS, (7, 7), padding=_pad(3),
-                 bias_init=torch_conv_bias_init(IOI_CHANNELS * 49), name="glo_conv_3")(y)
+        y = conv(
+            IOI_CHANNELS,
+            (7, 7),
+            padding=_pad(3),
+            bias_init=torch_conv_bias_init(IOI_CHANNELS * 49),
+            name="glo_conv_3",
+        )(y)
         y = nn.relu(self.norm(name="glo_conv_4")(y))
-        y = conv(self.features, (3, 3), padding=_pad(1),
-                 bias_init=torch_conv_bias_init(IOI_CHANNELS * 9), name="glo_conv_6")(y)
+        y = conv(
+            self.features,
+            (3, 3),
+            padding=_pad(1),
+            bias_init=torch_conv_bias_init(IOI_CHANNELS * 9),
+            name="glo_conv_6",
+        )(y)
         return short * nn.sigmoid(y)
 
 
@@ -240,7 +276,8 @@ class CTL(nn.Module):
         gate = temporal_focus_gate(x, self.conv, self.norm)
         temporal = self.conv(self.features, (1, 1), name="temporal_conv")(x * gate)
         ioi = InterTemporalObjectInteraction(
-            self.features, self.pos_dim, self.conv, self.norm, name="spatial_conv")(x, gate)
+            self.features, self.pos_dim, self.conv, self.norm, name="spatial_conv"
+        )(x, gate)
         return temporal + ioi
 
 
@@ -261,7 +298,7 @@ class DepthwiseDownsample(nn.Module):
         n, h, w, c = x.shape
         kernel = self.param("kernel", conv_kernel_init, (2, 2, 1, c), jnp.float32)
         bias = self.param("bias", torch_conv_bias_init(4), (c,), jnp.float32)
-        blocks = x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+        blocks = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
         sum_dtype = jnp.promote_types(x.dtype, jnp.float32)
         taps = kernel.reshape(1, 1, 2, 1, 2, c).astype(x.dtype)
         y = (blocks * taps).astype(sum_dtype).sum(axis=(2, 4)) + bias.astype(sum_dtype)
@@ -307,7 +344,9 @@ class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         x, residual = self.prologue(x, self.width)
-        y = CTL(self.width, BASIC_BLOCK_CONV1_POS_DIM, self.conv, self.norm, name="conv1")(x)
+        y = CTL(self.width, BASIC_BLOCK_CONV1_POS_DIM, self.conv, self.norm, name="conv1")(
+            x
+        )
         y = nn.relu(self.norm(name="bn1")(y))
         y = CTL(self.width, self.pos_dim, self.conv, self.norm, name="conv2")(y)
         y = self.norm(name="bn2")(y)
@@ -343,12 +382,20 @@ def stage_widths(widen_factor: float) -> tuple[int, ...]:
 
 def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
     """The default conv partial: no bias, released init, float32 params."""
-    return functools.partial(nn.Conv, use_bias=False, kernel_init=conv_kernel_init,
-                             dtype=dtype, param_dtype=jnp.float32, precision=precision,
-                             conv_general_dilated=conv_general_dilated)
+    return functools.partial(
+        nn.Conv,
+        use_bias=False,
+        kernel_init=conv_kernel_init,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        precision=precision,
+        conv_general_dilated=conv_general_dilated,
+    )
 
 
-def make_norm(train: bool, dtype: Any = jnp.float32, axis_name: str | None = None) -> ModuleDef:
+def make_norm(
+    train: bool, dtype: Any = jnp.float32, axis_name: str | None = None
+) -> ModuleDef:
     """The default BatchNorm partial.
 
     PyTorch momentum 0.1 is Flax momentum 0.9; eps 1e-5. Statistics are kept in
@@ -356,9 +403,15 @@ def make_norm(train: bool, dtype: Any = jnp.float32, axis_name: str | None = Non
     the biased batch variance (PyTorch uses the unbiased one); inference is
     unaffected and we keep Flax's convention.
     """
-    return functools.partial(BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
-                             axis_name=axis_name)
+    return functools.partial(
+        BatchNorm,
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        axis_name=axis_name,
+    )
 
 
 class SqueezeTimeBackbone(nn.Module):
@@ -378,7 +431,9 @@ class SqueezeTimeBackbone(nn.Module):
     @nn.compact
     def __call__(self, clip: Array, return_features: bool = False):
         if self.depth not in STAGE_SIZES:
-            raise ValueError(f"depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}")
+            raise ValueError(
+                f"depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}"
+            )
         if len(self.pos_dims) != 4:
             raise ValueError(f"pos_dims needs one entry per stage (4), got {self.pos_dims}")
         widths = stage_widths(self.widen_factor)
@@ -390,10 +445,17 @@ class SqueezeTimeBackbone(nn.Module):
         x = max_pool_3x3_stride2(x)
         features["stem"] = x
         for stage, (blocks, width, stride, pos_dim) in enumerate(
-                zip(STAGE_SIZES[self.depth], widths, STAGE_STRIDES, self.pos_dims), start=1):
+            zip(STAGE_SIZES[self.depth], widths, STAGE_STRIDES, self.pos_dims), start=1
+        ):
             for index in range(blocks):
-                x = block(width=width, stride=stride if index == 0 else 1, pos_dim=pos_dim,
-                          conv=self.conv, norm=self.norm, name=f"layer{stage}_{index}")(x)
+                x = block(
+                    width=width,
+                    stride=stride if index == 0 else 1,
+                    pos_dim=pos_dim,
+                    conv=self.conv,
+                    norm=self.norm,
+                    name=f"layer{stage}_{index}",
+                )(x)
             features[f"layer{stage}"] = x
         return features if return_features else x
 
@@ -421,18 +483,28 @@ class SqueezeTime(nn.Module):
         if clip.ndim != 5 or clip.shape[-1] != 3:
             raise ValueError(f"expected a clip of shape (N, T, H, W, 3), got {clip.shape}")
         if clip.shape[1] != self.num_frames:
-            raise ValueError(f"model takes {self.num_frames} frames (its first conv has "
-                             f"{3 * self.num_frames} input channels), got {clip.shape[1]}")
+            raise ValueError(
+                f"model takes {self.num_frames} frames (its first conv has "
+                f"{3 * self.num_frames} input channels), got {clip.shape[1]}"
+            )
         backbone = SqueezeTimeBackbone(
-            depth=self.depth, widen_factor=self.widen_factor, pos_dims=tuple(self.pos_dims),
+            depth=self.depth,
+            widen_factor=self.widen_factor,
+            pos_dims=tuple(self.pos_dims),
             conv=make_conv(self.dtype, self.precision),
-            norm=make_norm(train, self.dtype, self.bn_axis_name), name="backbone")
+            norm=make_norm(train, self.dtype, self.bn_axis_name),
+            name="backbone",
+        )
         features = backbone(clip.astype(self.dtype), return_features=True)
         # The head runs in (at least) float32: it is tiny and the logits feed the loss.
         pooled = jnp.mean(_at_least_float32(features["layer4"]), axis=(1, 2))
         pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
-        logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
-                          bias_init=nn.initializers.zeros, name="fc_cls")(pooled)
+        logits = nn.Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.normal(0.01),
+            bias_init=nn.initializers.zeros,
+            name="fc_cls",
+        )(pooled)
         if return_features:
             return logits, features
         return logits

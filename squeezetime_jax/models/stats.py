@@ -55,14 +55,20 @@ def count_macs(model: nn.Module, variables: Any, clip_shape: tuple[int, ...]) ->
 def xla_flops(model: nn.Module, variables: Any, clip_shape: tuple[int, ...]) -> float:
     """FLOPs of the jitted inference forward pass from XLA's cost analysis."""
     clip = jax.ShapeDtypeStruct(clip_shape, jnp.float32)
-    compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, clip).compile()
+    compiled = (
+        jax.jit(lambda v, x: model.apply(v, x, train=False))
+        .lower(variables, clip)
+        .compile()
+    )
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):  # older JAX returned one dict per device
         analysis = analysis[0]
     return float(analysis["flops"])
 
 
-def model_summary(model: nn.Module, clip_shape: tuple[int, ...], with_flops: bool = True) -> dict:
+def model_summary(
+    model: nn.Module, clip_shape: tuple[int, ...], with_flops: bool = True
+) -> dict:
     """Parameter counts, multiply-adds and (optionally) XLA FLOPs at `clip_shape`."""
     clip = jax.ShapeDtypeStruct(clip_shape, jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), clip)

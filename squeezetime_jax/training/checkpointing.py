@@ -25,20 +25,35 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-def make_manager(workdir: str, *, max_to_keep: int | None = 3, async_save: bool = True,
-                 with_data: bool = True) -> ocp.CheckpointManager:
+def make_manager(
+    workdir: str,
+    *,
+    max_to_keep: int | None = 3,
+    async_save: bool = True,
+    with_data: bool = True,
+) -> ocp.CheckpointManager:
     item_names = (STATE_ITEM, DATA_ITEM) if with_data else (STATE_ITEM,)
     handlers = {STATE_ITEM: ocp.StandardCheckpointHandler()}
     if with_data:
         handlers[DATA_ITEM] = grain.checkpoint.CheckpointHandler()
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           enable_async_checkpointing=async_save, create=True)
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                                 item_names=item_names, item_handlers=handlers)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
+    )
+    return ocp.CheckpointManager(
+        checkpoint_dir(workdir),
+        options=options,
+        item_names=item_names,
+        item_handlers=handlers,
+    )
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         data_iterator: Any | None = None, force: bool = False) -> bool:
+def save(
+    manager: ocp.CheckpointManager,
+    step: int,
+    state: Any,
+    data_iterator: Any | None = None,
+    force: bool = False,
+) -> bool:
     items = {STATE_ITEM: ocp.args.StandardSave(state)}
     if data_iterator is not None:
         items[DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -46,12 +61,21 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
 
 
 def abstract_with_shardings(abstract_tree: Any, shardings: Any) -> Any:
-    return jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(
-        leaf.shape, leaf.dtype, sharding=sharding), abstract_tree, shardings)
+    return jax.tree.map(
+        lambda leaf, sharding: jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=sharding
+        ),
+        abstract_tree,
+        shardings,
+    )
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any,
-            data_iterator: Any | None = None) -> Any:
+def restore(
+    manager: ocp.CheckpointManager,
+    step: int,
+    abstract_state: Any,
+    data_iterator: Any | None = None,
+) -> Any:
     """Restores the state onto `abstract_state`'s shardings, and the iterator in place."""
     items = {STATE_ITEM: ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
@@ -60,17 +84,24 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any,
     return restored[STATE_ITEM]
 
 
-def restore_state_only(directory: str, step: int | None, abstract_state: Any) -> tuple[Any, int]:
+def restore_state_only(
+    directory: str, step: int | None, abstract_state: Any
+) -> tuple[Any, int]:
     """The train state of a training workdir's checkpoint (latest if `step` is None)."""
-    manager = ocp.CheckpointManager(checkpoint_dir(directory), item_names=(STATE_ITEM,),
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    manager = ocp.CheckpointManager(
+        checkpoint_dir(directory),
+        item_names=(STATE_ITEM,),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+    )
     available = manager.all_steps()
     if not available:
         raise FileNotFoundError(f"no complete checkpoint under {checkpoint_dir(directory)}")
     if step is None:
         step = max(available)
     elif step not in available:
-        raise FileNotFoundError(f"no checkpoint for step {step} under {checkpoint_dir(directory)};"
-                                f" available: {sorted(available)}")
+        raise FileNotFoundError(
+            f"no checkpoint for step {step} under {checkpoint_dir(directory)};"
+            f" available: {sorted(available)}"
+        )
     items = {STATE_ITEM: ocp.args.StandardRestore(abstract_state)}
     return manager.restore(step, args=ocp.args.Composite(**items))[STATE_ITEM], step

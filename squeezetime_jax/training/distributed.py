@@ -8,8 +8,12 @@ import jax
 from absl import flags, logging
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, cpu_collectives: str = "gloo") -> None:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    cpu_collectives: str = "gloo",
+) -> None:
     """Starts jax.distributed if this run spans several processes.
 
     Explicit arguments (or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
@@ -34,8 +38,13 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.distributed.initialize()  # a multi-host TPU slice: peers are discovered
     else:
         return
-    logging.info("process %d of %d, %d local of %d global devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    logging.info(
+        "process %d of %d, %d local of %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
 
 
 def define_flags() -> None:

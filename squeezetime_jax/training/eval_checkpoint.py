@@ -22,15 +22,16 @@ from etils import epath
 from squeezetime_jax.interop.checkpoints import TRAIN_CONFIG_FILE, is_training_workdir
 from squeezetime_jax.interop.conversion import make_model_config
 from squeezetime_jax.interop.errors import CheckpointError
-from squeezetime_jax.training import checkpointing, mesh as mesh_lib
+from squeezetime_jax.training import checkpointing
+from squeezetime_jax.training import mesh as mesh_lib
 
 
 @dataclasses.dataclass
 class EvalCheckpoint:
     variables: dict[str, Any]  # {'params', 'batch_stats'}, replicated on the mesh
     model_config: ml_collections.ConfigDict
-    step: int | None           # the training step, for workdirs
-    source: str                # what was restored, for reports
+    step: int | None  # the training step, for workdirs
+    source: str  # what was restored, for reports
 
 
 def training_steps(workdir: str) -> list[int]:
@@ -48,8 +49,9 @@ def read_train_config(workdir: str) -> dict[str, Any]:
             config = json.load(f)
         config["model"]  # noqa: B018 -- must exist
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: cannot read the training config "
-                              f"({type(error).__name__}: {error})") from None
+        raise CheckpointError(
+            f"{path}: cannot read the training config ({type(error).__name__}: {error})"
+        ) from None
     return config
 
 
@@ -68,12 +70,18 @@ def _restore_workdir(workdir: str, step: int | None, mesh) -> EvalCheckpoint:
     model_config = make_model_config(read_train_config(workdir)["model"])
     steps = training_steps(workdir)
     if not steps:
-        raise CheckpointError(f"{checkpointing.checkpoint_dir(workdir)}: no complete checkpoint")
+        raise CheckpointError(
+            f"{checkpointing.checkpoint_dir(workdir)}: no complete checkpoint"
+        )
     step = steps[-1] if step is None else step
     if step not in steps:
-        raise CheckpointError(f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint for step "
-                              f"{step}; available: {steps}")
-    item = os.path.join(checkpointing.checkpoint_dir(workdir), str(step), checkpointing.STATE_ITEM)
+        raise CheckpointError(
+            f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint for step "
+            f"{step}; available: {steps}"
+        )
+    item = os.path.join(
+        checkpointing.checkpoint_dir(workdir), str(step), checkpointing.STATE_ITEM
+    )
     handler = ocp.StandardCheckpointHandler()
     try:
         stored = handler.metadata(epath.Path(item))
@@ -82,7 +90,8 @@ def _restore_workdir(workdir: str, step: int | None, mesh) -> EvalCheckpoint:
     stored = getattr(stored, "tree", stored)
     replicated = mesh_lib.replicated(mesh)
     target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), stored)
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), stored
+    )
     state, step = checkpointing.restore_state_only(workdir, step, target)
     variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
     return EvalCheckpoint(variables, model_config, step, f"{workdir} step {step}")
@@ -100,7 +109,10 @@ def restore_for_eval(path: str, mesh, step: int | None = None) -> EvalCheckpoint
     from squeezetime_jax.loading import load_variables  # torch only for .pth files
 
     conversion = load_variables(path)
-    variables = {"params": conversion.variables["params"],
-                 "batch_stats": conversion.variables.get("batch_stats") or {}}
-    return EvalCheckpoint(_replicate(jax.device_get(variables), mesh), conversion.config, None,
-                          path)
+    variables = {
+        "params": conversion.variables["params"],
+        "batch_stats": conversion.variables.get("batch_stats") or {},
+    }
+    return EvalCheckpoint(
+        _replicate(jax.device_get(variables), mesh), conversion.config, None, path
+    )

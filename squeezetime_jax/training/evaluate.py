@@ -28,9 +28,14 @@ from squeezetime_jax import data as data_lib
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import eval_protocols, evaluation, mesh as mesh_lib
+from squeezetime_jax.training import eval_protocols, evaluation
+from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.eval_checkpoint import (
-    EvalCheckpoint, read_train_config, restore_for_eval, training_steps)
+    EvalCheckpoint,
+    read_train_config,
+    restore_for_eval,
+    training_steps,
+)
 from squeezetime_jax.training.metrics_writer import MetricWriter
 
 METRICS_FILE = "metrics.json"
@@ -38,6 +43,7 @@ PREDICTIONS_FILE = "predictions.npz"
 
 
 # ---------------------------------------------------------------- protocol and data
+
 
 def parse_protocol(text: str) -> str | dict[str, Any]:
     """'val', 'test', or 'test:num_clips=2,num_crops=3,short_side=286,crop_size=286'."""
@@ -63,27 +69,33 @@ def protocol_name(protocol: str | Mapping[str, Any]) -> str:
     return base + "".join(f"_{k}{v}" for k, v in sorted(items.items()))
 
 
-def eval_data_config(config: ml_collections.ConfigDict, model_config,
-                     data_dir: str | None = None) -> ml_collections.ConfigDict:
+def eval_data_config(
+    config: ml_collections.ConfigDict, model_config, data_dir: str | None = None
+) -> ml_collections.ConfigDict:
     """The config's data section for this checkpoint: its data_dir and frame count."""
     data_config = ml_collections.ConfigDict(config.data.to_dict())
     if data_dir:
         data_config.data_dir = data_dir
     if data_config.num_frames != model_config.num_frames:
         # The network's input channels are 3 x frames: the checkpoint decides.
-        logging.info("data.num_frames %d -> %d (the checkpoint's num_frames)",
-                     data_config.num_frames, model_config.num_frames)
+        logging.info(
+            "data.num_frames %d -> %d (the checkpoint's num_frames)",
+            data_config.num_frames,
+            model_config.num_frames,
+        )
         data_config.num_frames = model_config.num_frames
     return data_config
 
 
 # ---------------------------------------------------------------- views
 
+
 def _progress(batches: Iterable[dict], total_views: int, enabled: bool) -> Iterator[dict]:
     from tqdm import tqdm
 
-    with tqdm(total=total_views, unit="view", desc="eval", disable=not enabled,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total_views, unit="view", desc="eval", disable=not enabled, dynamic_ncols=True
+    ) as bar:
         for batch in batches:
             yield batch
             # Each process sees its own part; process 0 shows an estimate of the whole.
@@ -91,12 +103,18 @@ def _progress(batches: Iterable[dict], total_views: int, enabled: bool) -> Itera
             bar.update(min(seen, bar.total - bar.n))
 
 
-def evaluate_views(evaluator: evaluation.Evaluator, variables: Any,
-                   dataset: data_lib.EvalDataset, progress: bool = False) -> dict[str, np.ndarray]:
+def evaluate_views(
+    evaluator: evaluation.Evaluator,
+    variables: Any,
+    dataset: data_lib.EvalDataset,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
     """Logits and indices of every view of `dataset`, from all processes, sorted."""
     total = dataset.num_videos * dataset.views_per_video
     batches = _progress(dataset, total, progress and jax.process_index() == 0)
-    views = evaluation.gather_views(evaluator.evaluate(variables, batches, keep_views=True).views)
+    views = evaluation.gather_views(
+        evaluator.evaluate(variables, batches, keep_views=True).views
+    )
     return sort_views(views)
 
 
@@ -107,36 +125,46 @@ def sort_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- aggregation
 
+
 @dataclasses.dataclass
 class EvalOutput:
     metrics: dict[str, Any]
     arrays: dict[str, np.ndarray]  # the contents of predictions.npz
 
 
-def summarize(views: dict[str, np.ndarray], dataset: data_lib.EvalDataset, num_classes: int,
-              class_names: list[str] | None = None) -> EvalOutput:
+def summarize(
+    views: dict[str, np.ndarray],
+    dataset: data_lib.EvalDataset,
+    num_classes: int,
+    class_names: list[str] | None = None,
+) -> EvalOutput:
     """Per-video averages and accuracies; unreadable videos are counted, not scored."""
     p = dataset.protocol
-    scores = eval_protocols.average_views(views, dataset.labels, dataset.views_per_video,
-                                          p.num_crops)
+    scores = eval_protocols.average_views(
+        views, dataset.labels, dataset.views_per_video, p.num_crops
+    )
     readable = scores.readable
     metrics: dict[str, Any] = eval_protocols.accuracies(
-        scores.probabilities[readable], scores.labels[readable], num_classes)
+        scores.probabilities[readable], scores.labels[readable], num_classes
+    )
     view_ok = readable[views["video_index"]]
-    metrics.update(eval_protocols.view_accuracies(views["logits"][view_ok],
-                                                  views["label"][view_ok]))
+    metrics.update(
+        eval_protocols.view_accuracies(views["logits"][view_ok], views["label"][view_ok])
+    )
     ids = np.asarray(dataset.video_ids)
-    metrics.update({
-        "num_videos": int(dataset.num_videos),
-        "num_videos_evaluated": int(readable.sum()),
-        "num_unreadable": int((~readable).sum()),
-        "unreadable_video_ids": [str(v) for v in ids[~readable]],
-        "views_per_video": int(dataset.views_per_video),
-        "num_views": int(len(views["video_index"])),
-        "num_views_evaluated": int(view_ok.sum()),
-        "num_classes": int(num_classes),
-        "protocol": dataclasses.asdict(p),
-    })
+    metrics.update(
+        {
+            "num_videos": int(dataset.num_videos),
+            "num_videos_evaluated": int(readable.sum()),
+            "num_unreadable": int((~readable).sum()),
+            "unreadable_video_ids": [str(v) for v in ids[~readable]],
+            "views_per_video": int(dataset.views_per_video),
+            "num_views": int(len(views["video_index"])),
+            "num_views_evaluated": int(view_ok.sum()),
+            "num_classes": int(num_classes),
+            "protocol": dataclasses.asdict(p),
+        }
+    )
     arrays = {
         "video_ids": ids.astype(str),
         "labels": scores.labels,
@@ -163,22 +191,32 @@ def write_outputs(output_dir: str, output: EvalOutput) -> None:
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     p = metrics["protocol"]
-    return (f"{metrics.get('checkpoint', '')}: "
-            f"{p['split']} {p['num_clips']}x{p['num_crops']} views at short side "
-            f"{p['short_side']}, crop {p['crop_size']} | top1 {metrics['top1']:.4f} | top5 "
-            f"{metrics['top5']:.4f} | mean class {metrics['mean_class_accuracy']:.4f} | "
-            f"{metrics['num_videos_evaluated']}/{metrics['num_videos']} videos, "
-            f"{metrics['num_views']} views, {metrics['num_unreadable']} unreadable")
+    return (
+        f"{metrics.get('checkpoint', '')}: "
+        f"{p['split']} {p['num_clips']}x{p['num_crops']} views at short side "
+        f"{p['short_side']}, crop {p['crop_size']} | top1 {metrics['top1']:.4f} | top5 "
+        f"{metrics['top5']:.4f} | mean class {metrics['mean_class_accuracy']:.4f} | "
+        f"{metrics['num_videos_evaluated']}/{metrics['num_videos']} videos, "
+        f"{metrics['num_views']} views, {metrics['num_unreadable']} unreadable"
+    )
 
 
 # ---------------------------------------------------------------- the run
 
+
 class CheckpointEvaluator:
     """Evaluates checkpoints of one model under one protocol; compiles once."""
 
-    def __init__(self, config: ml_collections.ConfigDict, *, protocol: str | Mapping = "test",
-                 data_dir: str | None = None, batch_size: int | None = None, mesh=None,
-                 progress: bool = True):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        *,
+        protocol: str | Mapping = "test",
+        data_dir: str | None = None,
+        batch_size: int | None = None,
+        mesh=None,
+        progress: bool = True,
+    ):
         self.config = config
         self.protocol = protocol
         self.data_dir = data_dir
@@ -189,34 +227,49 @@ class CheckpointEvaluator:
         self._model_config = None
 
     def _evaluator_for(self, model_config) -> evaluation.Evaluator:
-        if self._evaluator is None or model_config.to_dict() != self._model_config.to_dict():
-            self._evaluator = evaluation.Evaluator(build_model(model_config), self.mesh,
-                                                   self.batch_size)
+        if (
+            self._evaluator is None
+            or model_config.to_dict() != self._model_config.to_dict()
+        ):
+            self._evaluator = evaluation.Evaluator(
+                build_model(model_config), self.mesh, self.batch_size
+            )
             self._model_config = model_config
         return self._evaluator
 
-    def evaluate(self, checkpoint: EvalCheckpoint, output_dir: str | None = None) -> EvalOutput:
+    def evaluate(
+        self, checkpoint: EvalCheckpoint, output_dir: str | None = None
+    ) -> EvalOutput:
         data_config = eval_data_config(self.config, checkpoint.model_config, self.data_dir)
         info = data_lib.dataset_info(data_config.data_dir, data_config.dataset)
         num_classes = checkpoint.model_config.num_classes
         if info.num_classes != num_classes:
-            raise ValueError(f"dataset {data_config.dataset} in {data_config.data_dir!r} has "
-                             f"{info.num_classes} classes but the checkpoint {checkpoint.source} "
-                             f"predicts {num_classes}")
+            raise ValueError(
+                f"dataset {data_config.dataset} in {data_config.data_dir!r} has "
+                f"{info.num_classes} classes but the checkpoint {checkpoint.source} "
+                f"predicts {num_classes}"
+            )
         evaluator = self._evaluator_for(checkpoint.model_config)
         dataset = data_lib.make_eval_dataset(
-            data_config, batch_size_per_process=self.batch_size // jax.process_count(),
-            protocol=self.protocol)
+            data_config,
+            batch_size_per_process=self.batch_size // jax.process_count(),
+            protocol=self.protocol,
+        )
         start = time.perf_counter()
         views = evaluate_views(evaluator, checkpoint.variables, dataset, self.progress)
         seconds = time.perf_counter() - start
         output = summarize(views, dataset, num_classes, info.class_names)
-        output.metrics.update({
-            "checkpoint": checkpoint.source, "step": checkpoint.step,
-            "dataset": data_config.dataset, "seconds": seconds,
-            "views_per_second": output.metrics["num_views"] / max(seconds, 1e-9),
-            "devices": jax.device_count(), "processes": jax.process_count(),
-        })
+        output.metrics.update(
+            {
+                "checkpoint": checkpoint.source,
+                "step": checkpoint.step,
+                "dataset": data_config.dataset,
+                "seconds": seconds,
+                "views_per_second": output.metrics["num_views"] / max(seconds, 1e-9),
+                "devices": jax.device_count(),
+                "processes": jax.process_count(),
+            }
+        )
         if output_dir and jax.process_index() == 0:
             write_outputs(output_dir, output)
         return output
@@ -231,24 +284,40 @@ def default_output_dir(checkpoint: str, protocol: str | Mapping, step: int | Non
     return os.path.abspath(f"eval_{base}_{name}")
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str, *,
-                        protocol: str | Mapping = "test", data_dir: str | None = None,
-                        step: int | None = None, output_dir: str | None = None,
-                        batch_size: int | None = None, progress: bool = True) -> EvalOutput:
+def evaluate_checkpoint(
+    config: ml_collections.ConfigDict,
+    checkpoint: str,
+    *,
+    protocol: str | Mapping = "test",
+    data_dir: str | None = None,
+    step: int | None = None,
+    output_dir: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> EvalOutput:
     """Evaluates one checkpoint (workdir, converted directory or .pth) and writes results."""
-    runner = CheckpointEvaluator(config, protocol=protocol, data_dir=data_dir,
-                                 batch_size=batch_size, progress=progress)
+    runner = CheckpointEvaluator(
+        config,
+        protocol=protocol,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        progress=progress,
+    )
     restored = restore_for_eval(checkpoint, runner.mesh, step)
     output_dir = output_dir or default_output_dir(checkpoint, protocol, restored.step)
     output = runner.evaluate(restored, output_dir)
     output.metrics["output_dir"] = output_dir
     if jax.process_index() == 0:
         print(format_metrics(output.metrics), flush=True)
-        print(f"wrote {os.path.join(output_dir, METRICS_FILE)} and {PREDICTIONS_FILE}", flush=True)
+        print(
+            f"wrote {os.path.join(output_dir, METRICS_FILE)} and {PREDICTIONS_FILE}",
+            flush=True,
+        )
     return output
 
 
 # ---------------------------------------------------------------- watch
+
 
 def final_step(train_config: Mapping[str, Any]) -> int | None:
     """The last step the training run will save, or None if it cannot be told."""
@@ -264,7 +333,9 @@ def final_step(train_config: Mapping[str, Any]) -> int | None:
         steps_per_epoch = max(num_train // int(train_config["batch_size"]), 1)
         return resolve_steps(train_config, "total", steps_per_epoch)
     except Exception as error:  # an unreadable dataset: rely on the timeout
-        logging.warning("cannot tell the final step (%s); stopping on the timeout only", error)
+        logging.warning(
+            "cannot tell the final step (%s); stopping on the timeout only", error
+        )
         return None
 
 
@@ -276,15 +347,23 @@ def _agree(values: list[int], stop: bool) -> tuple[list[int], bool]:
 
     packed = np.full(65, -1, np.int64)
     packed[0] = int(stop)
-    packed[1:1 + min(len(values), 64)] = values[:64]
+    packed[1 : 1 + min(len(values), 64)] = values[:64]
     packed = np.asarray(multihost_utils.broadcast_one_to_all(packed))
     return [int(v) for v in packed[1:] if v >= 0], bool(packed[0])
 
 
-def watch(config: ml_collections.ConfigDict, workdir: str, *, protocol: str | Mapping = "val",
-          data_dir: str | None = None, timeout: float = 3600.0, poll_seconds: float = 30.0,
-          batch_size: int | None = None, output_root: str | None = None,
-          progress: bool = True) -> dict[int, dict[str, Any]]:
+def watch(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    protocol: str | Mapping = "val",
+    data_dir: str | None = None,
+    timeout: float = 3600.0,
+    poll_seconds: float = 30.0,
+    batch_size: int | None = None,
+    output_root: str | None = None,
+    progress: bool = True,
+) -> dict[int, dict[str, Any]]:
     """Evaluates each new checkpoint of a training workdir as it appears.
 
     Stops after the final training step is evaluated, or when no new checkpoint
@@ -296,8 +375,13 @@ def watch(config: ml_collections.ConfigDict, workdir: str, *, protocol: str | Ma
     last = final_step(read_train_config(workdir))
     name = protocol_name(protocol)
     output_root = output_root or os.path.join(workdir, "eval", name)
-    runner = CheckpointEvaluator(config, protocol=protocol, data_dir=data_dir,
-                                 batch_size=batch_size, progress=progress)
+    runner = CheckpointEvaluator(
+        config,
+        protocol=protocol,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        progress=progress,
+    )
     writer = MetricWriter(workdir)
     results: dict[int, dict[str, Any]] = {}
     last_new = time.monotonic()
@@ -319,10 +403,20 @@ def watch(config: ml_collections.ConfigDict, workdir: str, *, protocol: str | Ma
                     logging.warning("skipping step %d: %s", step, error)
                     results[step] = {"error": str(error)}
                     continue
-                output = runner.evaluate(restored, os.path.join(output_root, f"step_{step}"))
+                output = runner.evaluate(
+                    restored, os.path.join(output_root, f"step_{step}")
+                )
                 results[step] = output.metrics
-                scalars = {k: output.metrics[k] for k in
-                           ("top1", "top5", "mean_class_accuracy", "view_top1", "view_top5")}
+                scalars = {
+                    k: output.metrics[k]
+                    for k in (
+                        "top1",
+                        "top5",
+                        "mean_class_accuracy",
+                        "view_top1",
+                        "view_top5",
+                    )
+                }
                 writer.write(step, scalars, prefix=f"eval/{name}/")
                 if jax.process_index() == 0:
                     print(format_metrics(output.metrics), flush=True)

@@ -32,8 +32,12 @@ class EvalResult:
 
     def metrics(self) -> dict[str, float]:
         count = max(self.sums["count"], 1.0)
-        return {"top1": self.sums["top1_sum"] / count, "top5": self.sums["top5_sum"] / count,
-                "loss": self.sums["loss_sum"] / count, "views": self.sums["count"]}
+        return {
+            "top1": self.sums["top1_sum"] / count,
+            "top5": self.sums["top5_sum"] / count,
+            "loss": self.sums["loss_sum"] / count,
+            "views": self.sums["count"],
+        }
 
 
 class Evaluator:
@@ -41,21 +45,33 @@ class Evaluator:
         self.mesh = mesh
         mesh_lib.check_batch_divides(global_batch_size, mesh)
         sharding = mesh_lib.batch_sharding(mesh)
-        self._predict = jax.jit(functools.partial(predict_step, model=model),
-                                out_shardings=sharding, compiler_options=compiler_options())
+        self._predict = jax.jit(
+            functools.partial(predict_step, model=model),
+            out_shardings=sharding,
+            compiler_options=compiler_options(),
+        )
         self._metrics = jax.jit(eval_metrics, out_shardings=mesh_lib.replicated(mesh))
 
     def _local(self, array: jax.Array) -> np.ndarray:
-        return np.asarray(multihost_utils.global_array_to_host_local_array(
-            array, self.mesh, P(self.mesh.axis_names)))
+        return np.asarray(
+            multihost_utils.global_array_to_host_local_array(
+                array, self.mesh, P(self.mesh.axis_names)
+            )
+        )
 
-    def evaluate(self, variables: Any, batches: Iterable[dict[str, np.ndarray]],
-                 keep_views: bool = False) -> EvalResult:
+    def evaluate(
+        self,
+        variables: Any,
+        batches: Iterable[dict[str, np.ndarray]],
+        keep_views: bool = False,
+    ) -> EvalResult:
         sums: dict[str, float] = {}
         kept: dict[str, list[np.ndarray]] = {key: [] for key in ("logits",) + _VIEW_KEYS}
         for local_batch in batches:
             batch = mesh_lib.global_batch(
-                {k: local_batch[k] for k in ("video",) + _VIEW_KEYS if k in local_batch}, self.mesh)
+                {k: local_batch[k] for k in ("video",) + _VIEW_KEYS if k in local_batch},
+                self.mesh,
+            )
             logits = self._predict(variables, batch)
             step_sums = self._metrics(logits, batch["label"], batch["mask"])
             for key, value in jax.device_get(step_sums).items():
@@ -67,7 +83,8 @@ class Evaluator:
                     kept[key].append(np.asarray(local_batch[key])[mask])
                 if "decode_failed" in local_batch:  # host-only: never sent to devices
                     kept.setdefault("decode_failed", []).append(
-                        np.asarray(local_batch["decode_failed"], bool)[mask])
+                        np.asarray(local_batch["decode_failed"], bool)[mask]
+                    )
         views = {k: np.concatenate(v) for k, v in kept.items() if v} if keep_views else {}
         return EvalResult(sums=sums, views=views)
 

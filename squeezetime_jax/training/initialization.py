@@ -25,14 +25,24 @@ class InitReport:
 
     def summary(self) -> str:
         def names(items):
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
-        return (f"loaded {len(self.loaded)} arrays; re-initialized {len(self.reinitialized)}"
-                f"{': ' + names(self.reinitialized) if self.reinitialized else ''}; ignored "
-                f"{len(self.ignored)}{': ' + names(self.ignored) if self.ignored else ''}")
+            return ", ".join(items[:8]) + (
+                f" ... ({len(items)} in all)" if len(items) > 8 else ""
+            )
+
+        return (
+            f"loaded {len(self.loaded)} arrays; re-initialized {len(self.reinitialized)}"
+            f"{': ' + names(self.reinitialized) if self.reinitialized else ''}; ignored "
+            f"{len(self.ignored)}{': ' + names(self.ignored) if self.ignored else ''}"
+        )
 
 
-def merge_pretrained(target: dict[str, Any], source: dict[str, Any], *, copy_batch_stats: bool,
-                     reinit_head: bool) -> tuple[dict[str, Any], InitReport]:
+def merge_pretrained(
+    target: dict[str, Any],
+    source: dict[str, Any],
+    *,
+    copy_batch_stats: bool,
+    reinit_head: bool,
+) -> tuple[dict[str, Any], InitReport]:
     """Returns `target` variables with matching arrays of `source` copied in."""
     report = InitReport()
     collections = ["params"] + (["batch_stats"] if copy_batch_stats else [])
@@ -54,13 +64,22 @@ def merge_pretrained(target: dict[str, Any], source: dict[str, Any], *, copy_bat
                 if name.startswith(HEAD + "/") and reinit_head:
                     report.reinitialized.append(key)
                     continue
-                hint = (" (set init_reinit_head=True to re-initialize the head for another "
-                        "number of classes)" if name.startswith(HEAD + "/") else "")
-                raise ValueError(f"init_from: {key} has shape {incoming.shape} in the checkpoint "
-                                 f"but {tuple(value.shape)} in the model{hint}")
+                hint = (
+                    " (set init_reinit_head=True to re-initialize the head for another "
+                    "number of classes)"
+                    if name.startswith(HEAD + "/")
+                    else ""
+                )
+                raise ValueError(
+                    f"init_from: {key} has shape {incoming.shape} in the checkpoint "
+                    f"but {tuple(value.shape)} in the model{hint}"
+                )
             out[name] = incoming.astype(np.asarray(value).dtype)
             report.loaded.append(key)
-        report.ignored += [f"{collection}/{name}" for name in flat_source
-                           if name not in flat_target or collection not in collections]
+        report.ignored += [
+            f"{collection}/{name}"
+            for name in flat_source
+            if name not in flat_target or collection not in collections
+        ]
         merged[collection] = flax.traverse_util.unflatten_dict(out, sep="/")
     return merged, report

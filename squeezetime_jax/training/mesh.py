@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -26,22 +27,32 @@ def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...
         raise ValueError(f"mesh shape {shape} does not divide the {num_devices} devices")
     resolved = tuple(num_devices // known if s == -1 else s for s in shape)
     if int(np.prod(resolved)) != num_devices:
-        raise ValueError(f"mesh shape {shape} covers {int(np.prod(resolved))} devices, "
-                         f"but {num_devices} exist")
+        raise ValueError(
+            f"mesh shape {shape} covers {int(np.prod(resolved))} devices, "
+            f"but {num_devices} exist"
+        )
     return resolved
 
 
-def make_mesh(shape: Sequence[int] = (-1,), axis_names: Sequence[str] = (DATA_AXIS,),
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(
+    shape: Sequence[int] = (-1,),
+    axis_names: Sequence[str] = (DATA_AXIS,),
+    devices: Sequence[jax.Device] | None = None,
+) -> Mesh:
     """A mesh over all devices (of all processes); -1 means "the rest"."""
     devices = list(jax.devices() if devices is None else devices)
     if len(shape) != len(axis_names):
-        raise ValueError(f"mesh shape {tuple(shape)} and axis names {tuple(axis_names)} differ in length")
+        raise ValueError(
+            f"mesh shape {tuple(shape)} and axis names {tuple(axis_names)} differ in length"
+        )
     resolved = resolve_mesh_shape(shape, len(devices))
     # Auto axes: shardings propagate through the jitted step as in jax.jit's classic
     # mode (jax.make_mesh would default to Explicit axes).
-    return Mesh(np.asarray(devices).reshape(resolved), tuple(axis_names),
-                axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names))
+    return Mesh(
+        np.asarray(devices).reshape(resolved),
+        tuple(axis_names),
+        axis_types=(jax.sharding.AxisType.Auto,) * len(axis_names),
+    )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -53,7 +64,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def fsdp_sharding(mesh: Mesh, shape: Sequence[int], min_size: int = 2 ** 14) -> NamedSharding:
+def fsdp_sharding(mesh: Mesh, shape: Sequence[int], min_size: int = 2**14) -> NamedSharding:
     """Splits the largest axis divisible by the data axis; small arrays stay replicated."""
     size = mesh.shape[DATA_AXIS]
     if size == 1 or int(np.prod(shape)) < min_size:
@@ -76,15 +87,21 @@ def state_shardings(mesh: Mesh, abstract_state: Any, shard_params: bool = False)
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Assembles each process's part of the batch into global arrays on `mesh`."""
     sharding = batch_sharding(mesh)
-    return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-            for key, value in local_batch.items()}
+    return {
+        key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+        for key, value in local_batch.items()
+    }
 
 
 def check_batch_divides(global_batch_size: int, mesh: Mesh) -> None:
     devices = mesh.devices.size
     if global_batch_size % devices:
-        raise ValueError(f"batch_size {global_batch_size} is not divisible by the {devices} "
-                         f"devices of the mesh {dict(mesh.shape)}")
+        raise ValueError(
+            f"batch_size {global_batch_size} is not divisible by the {devices} "
+            f"devices of the mesh {dict(mesh.shape)}"
+        )
     if global_batch_size % jax.process_count():
-        raise ValueError(f"batch_size {global_batch_size} is not divisible by the "
-                         f"{jax.process_count()} processes")
+        raise ValueError(
+            f"batch_size {global_batch_size} is not divisible by the "
+            f"{jax.process_count()} processes"
+        )

@@ -15,7 +15,9 @@ class MetricWriter:
     """Writes `{step, name: value, ...}` lines to workdir/metrics.jsonl and to
     TensorBoard under workdir/tensorboard; a no-op on processes other than 0."""
 
-    def __init__(self, workdir: str, enabled: bool | None = None, filename: str = "metrics.jsonl"):
+    def __init__(
+        self, workdir: str, enabled: bool | None = None, filename: str = "metrics.jsonl"
+    ):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
         self._jsonl = None
         self._tensorboard = None
@@ -33,7 +35,9 @@ class MetricWriter:
         if not self.enabled:
             return
         values = {f"{prefix}{k}": float(np.asarray(v)) for k, v in scalars.items()}
-        self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **values}) + "\n")
+        self._jsonl.write(
+            json.dumps({"step": int(step), "time": time.time(), **values}) + "\n"
+        )
         self._jsonl.flush()
         if self._tensorboard is not None:
             for name, value in values.items():

@@ -14,12 +14,20 @@ from squeezetime_jax.training.state import TrainState
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), labels
+    )
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
-               schedule: Callable[[jax.Array], jax.Array],
-               crop_size: int | None = None) -> tuple[TrainState, dict[str, Any]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    model,
+    tx,
+    schedule: Callable[[jax.Array], jax.Array],
+    crop_size: int | None = None,
+) -> tuple[TrainState, dict[str, Any]]:
     """One SGD step. BatchNorm statistics are those of the global batch: under jit
     the batch is one logical array, however many devices hold its shards.
     `crop_size` (data.train.crop_size) is needed for batches of YUV crops."""
@@ -34,11 +42,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
 
     def loss_fn(params):
         logits, updates = model.apply(
-            {"params": params, "batch_stats": state.batch_stats}, clip, train=True,
-            mutable=["batch_stats"], rngs={"dropout": dropout_rng})
+            {"params": params, "batch_stats": state.batch_stats},
+            clip,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_rng},
+        )
         return cross_entropy(logits, labels).mean(), (logits, updates["batch_stats"])
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {
@@ -49,17 +63,22 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx,
     }
     if "decode_failed" in batch:  # clips that replaced an undecodable video
         metrics["decode_failures"] = jnp.sum(batch["decode_failed"].astype(jnp.int32))
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state)
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
     return new_state, metrics
 
 
-def predict_step(variables: dict[str, Any], batch: dict[str, jax.Array], *, model) -> jax.Array:
+def predict_step(
+    variables: dict[str, Any], batch: dict[str, jax.Array], *, model
+) -> jax.Array:
     """Float32 logits of a batch of uint8 clips, in inference mode."""
     return model.apply(variables, normalize_on_device(batch["video"]), train=False)
 
 
-def eval_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+def eval_metrics(
+    logits: jax.Array, labels: jax.Array, mask: jax.Array
+) -> dict[str, jax.Array]:
     """Sums (not means) of top-1/top-5 hits and loss over the unmasked examples."""
     mask = mask.astype(jnp.float32)
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]

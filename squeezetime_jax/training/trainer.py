@@ -19,12 +19,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from squeezetime_jax import data as data_lib, host_memory
+from squeezetime_jax import data as data_lib
+from squeezetime_jax import host_memory
 from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import checkpointing, evaluation, mesh as mesh_lib, optim
+from squeezetime_jax.training import checkpointing, evaluation, optim
+from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
@@ -59,16 +61,25 @@ def _train_input(config, seed: int):
     if config.data.dataset == RANDOM_DATASET:
         num_examples = config.data.get("num_examples") or 1024
         ds = make_random_train_dataset(
-            num_examples=num_examples, num_classes=config.model.num_classes,
-            num_frames=config.model.num_frames, crop_size=config.data.train.crop_size,
-            batch_size_per_process=per_process, seed=seed,
-            process_index=jax.process_index(), process_count=jax.process_count())
+            num_examples=num_examples,
+            num_classes=config.model.num_classes,
+            num_frames=config.model.num_frames,
+            crop_size=config.data.train.crop_size,
+            batch_size_per_process=per_process,
+            seed=seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
         return ds, num_examples
     info = data_lib.dataset_info(config.data.data_dir, config.data.dataset)
     if info.num_classes != config.model.num_classes:
-        raise ValueError(f"dataset {config.data.dataset} has {info.num_classes} classes but "
-                         f"model.num_classes is {config.model.num_classes}")
-    ds = data_lib.make_train_dataset(config.data, batch_size_per_process=per_process, seed=seed)
+        raise ValueError(
+            f"dataset {config.data.dataset} has {info.num_classes} classes but "
+            f"model.num_classes is {config.model.num_classes}"
+        )
+    ds = data_lib.make_train_dataset(
+        config.data, batch_size_per_process=per_process, seed=seed
+    )
     return ds, info.num_examples[config.data.train.split]
 
 
@@ -77,14 +88,22 @@ def _init_from(state: TrainState, config) -> TrainState:
 
     source = load_variables(config.init_from).variables
     target = jax.device_get(state.variables)
-    merged, report = merge_pretrained(target, source, copy_batch_stats=config.init_batch_stats,
-                                      reinit_head=config.init_reinit_head)
+    merged, report = merge_pretrained(
+        target,
+        source,
+        copy_batch_stats=config.init_batch_stats,
+        reinit_head=config.init_reinit_head,
+    )
     logging.info("init_from %s: %s", config.init_from, report.summary())
     print(f"init_from {config.init_from}: {report.summary()}", flush=True)
-    params = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
-                          merged["params"], state.params)
-    batch_stats = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
-                               merged["batch_stats"], state.batch_stats)
+    params = jax.tree.map(
+        lambda new, old: jax.device_put(new, old.sharding), merged["params"], state.params
+    )
+    batch_stats = jax.tree.map(
+        lambda new, old: jax.device_put(new, old.sharding),
+        merged["batch_stats"],
+        state.batch_stats,
+    )
     return state.replace(params=params, batch_stats=batch_stats)
 
 
@@ -108,8 +127,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---------------------------------------------------------------- mesh
     mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
     mesh_lib.check_batch_divides(config.batch_size, mesh)
-    logging.info("mesh %s over %d devices in %d processes", dict(mesh.shape),
-                 jax.device_count(), jax.process_count())
+    logging.info(
+        "mesh %s over %d devices in %d processes",
+        dict(mesh.shape),
+        jax.device_count(),
+        jax.process_count(),
+    )
 
     # ---------------------------------------------------------------- input
     train_ds, num_train = _train_input(config, config.seed)
@@ -130,23 +153,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     # ---------------------------------------------------------------- update step
     step_fn = jax.jit(
-        functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                          crop_size=config.data.train.crop_size),
+        functools.partial(
+            train_step,
+            model=model,
+            tx=tx,
+            schedule=schedule,
+            crop_size=config.data.train.crop_size,
+        ),
         in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
         out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
-        donate_argnums=0, compiler_options=compiler_options())
+        donate_argnums=0,
+        compiler_options=compiler_options(),
+    )
 
     # ---------------------------------------------------------------- checkpoint restore
-    manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints,
-                                         async_save=config.async_checkpointing)
+    manager = checkpointing.make_manager(
+        workdir, max_to_keep=config.keep_checkpoints, async_save=config.async_checkpointing
+    )
     latest = manager.latest_step()
     if latest is not None:
         target = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
         state = checkpointing.restore(manager, latest, target, train_iter)
         logging.info("resumed from step %d", latest)
         if is_chief:
-            print(f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {latest}",
-                  flush=True)
+            print(
+                f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {latest}",
+                flush=True,
+            )
     else:
         state = init_train_state(init_fn, rng, state_shardings)
         if config.init_from:
@@ -160,20 +193,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     def run_validation(step: int) -> None:
         eval_ds = data_lib.make_eval_dataset(
-            config.data, batch_size_per_process=config.eval_batch_size // jax.process_count(),
-            protocol=config.eval_protocol)
+            config.data,
+            batch_size_per_process=config.eval_batch_size // jax.process_count(),
+            protocol=config.eval_protocol,
+        )
         result = evaluator.evaluate(state.variables, eval_ds)
         writer.write(step, result.metrics(), prefix="val/")
         host_memory.release_freed_memory()  # the evaluator's compile, its input workers
         if is_chief:
-            print(f"step {step} validation: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in result.metrics().items()), flush=True)
+            print(
+                f"step {step} validation: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics().items()),
+                flush=True,
+            )
 
     # ---------------------------------------------------------------- loop
     stop = _StopFlag()
     stop.install()
     start_step = int(jax.device_get(state.step))
-    logging.info("training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch)
+    logging.info(
+        "training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch
+    )
     last_log_time, last_log_step = time.perf_counter(), start_step
     step = start_step
     while step < total_steps:
@@ -194,18 +234,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 raise NonFiniteLossError(
                     f"loss is {scalars['loss']} at step {step}; stopping. The last good "
                     f"checkpoint is step {manager.latest_step()} in "
-                    f"{checkpointing.checkpoint_dir(workdir)}")
+                    f"{checkpointing.checkpoint_dir(workdir)}"
+                )
         if at_log:
             now = time.perf_counter()
-            clips_per_s = (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-9)
+            clips_per_s = (
+                (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-9)
+            )
             scalars["clips_per_second"] = clips_per_s
             scalars["epoch"] = step / steps_per_epoch
             writer.write(step, scalars, prefix="train/")
             if is_chief:
                 eta = (total_steps - step) * config.batch_size / max(clips_per_s, 1e-9)
-                print(f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | "
-                      f"acc {scalars['accuracy']:.3f} | lr {scalars['learning_rate']:.3g} | "
-                      f"{clips_per_s:.1f} clips/s | eta {_format_eta(eta)}", flush=True)
+                print(
+                    f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | "
+                    f"acc {scalars['accuracy']:.3f} | lr {scalars['learning_rate']:.3g} | "
+                    f"{clips_per_s:.1f} clips/s | eta {_format_eta(eta)}",
+                    flush=True,
+                )
             last_log_time, last_log_step = time.perf_counter(), step
         if at_save or preempted:
             checkpointing.save(manager, step, state, train_iter, force=True)
