@@ -19,9 +19,9 @@ seconds without a new checkpoint).
 from absl import app, flags
 from ml_collections import config_flags
 
-from squeezetime_jax import host_memory
+from squeezetime_jax.evaluation.job import evaluate_checkpoint, parse_protocol, watch
+from squeezetime_jax.runtime import host_memory
 from squeezetime_jax.training import distributed
-from squeezetime_jax.training.evaluate import evaluate_checkpoint, parse_protocol, watch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config (configs/*.py): data and mesh.", lock_config=False

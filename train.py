@@ -11,7 +11,7 @@ several processes find each other through --coordinator_address,
 from absl import app, flags
 from ml_collections import config_flags
 
-from squeezetime_jax import host_memory
+from squeezetime_jax.runtime import host_memory
 from squeezetime_jax.training import distributed
 from squeezetime_jax.training.trainer import train_and_evaluate
 

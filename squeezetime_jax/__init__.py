@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def load(path):
     """A ready-to-call SqueezeTime: `load(path)(clip)` -> logits (see loading.load)."""
-    from squeezetime_jax.loading import (
+    from squeezetime_jax.inference.loading import (
         load as _load,
     )  # keeps `import squeezetime_jax` light
 

@@ -23,12 +23,12 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
+from squeezetime_jax.evaluation.scoring import softmax
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training.eval_protocols import softmax
+from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training.step import predict_step
 
 
@@ -58,12 +58,12 @@ def read_class_file(path: str, num_classes: int) -> list[str]:
 
 def default_class_names(checkpoint: str, num_classes: int) -> list[str]:
     """A training workdir's dataset names, the shipped K400 names, or class_<i>."""
-    from squeezetime_jax.interop.checkpoints import is_training_workdir
+    from squeezetime_jax.checkpoints.restore import is_training_workdir
 
     if is_training_workdir(checkpoint):
         try:
             from squeezetime_jax.data import dataset_info
-            from squeezetime_jax.training.eval_checkpoint import read_train_config
+            from squeezetime_jax.evaluation.checkpoint import read_train_config
 
             data = read_train_config(checkpoint)["data"]
             names = dataset_info(data.get("data_dir"), data["dataset"]).class_names
@@ -90,7 +90,9 @@ class Predictor:
         crop_size: int | None = None,
         batch_size: int | None = None,
     ):
-        from squeezetime_jax.loading import load_variables  # torch only for .pth files
+        from squeezetime_jax.inference.loading import (
+            load_variables,
+        )  # torch only for .pth files
 
         conversion = load_variables(checkpoint)
         self.model_config = conversion.config

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import squeezetime_jax.convert as convert_cli
-from squeezetime_jax.interop import checkpoints, conversion
-from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
+from squeezetime_jax.checkpoints import restore as checkpoints
+from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
+from squeezetime_jax.inference.loading import load, load_variables
+from squeezetime_jax.interop import conversion
 from squeezetime_jax.interop.infer import infer_model_config
 from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
-from squeezetime_jax.loading import load, load_variables
 
 TINY = dict(widen_factor=0.25, pos_dims=(8, 4, 2, 1), num_classes=5, num_frames=4)
 
@@ -342,8 +343,8 @@ def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
     script = (
         "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
         "import numpy as np\n"
-        "from squeezetime_jax.interop.errors import CheckpointError\n"
-        "from squeezetime_jax.loading import load\n"
+        "from squeezetime_jax.checkpoints.errors import CheckpointError\n"
+        "from squeezetime_jax.inference.loading import load\n"
         "import squeezetime_jax.convert\n"
         f"print(load({str(tmp_path / 'dir')!r})(np.zeros((1, 4, 32, 32, 3), np.float32)).shape)\n"
         "try:\n"
@@ -361,7 +362,7 @@ def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
 def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
     import optax
 
-    from squeezetime_jax.training import checkpointing
+    from squeezetime_jax.checkpoints import workdir as checkpointing
     from squeezetime_jax.training.state import TrainState
 
     path, model = tiny_pth

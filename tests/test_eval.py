@@ -15,15 +15,16 @@ import optax
 import pytest
 from absl import flags
 
+from squeezetime_jax.checkpoints import workdir as checkpointing
+from squeezetime_jax.checkpoints.restore import save_torch_checkpoint
 from squeezetime_jax.data import MEAN_RGB, STD_RGB, clips, make_eval_dataset, pipeline
-from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
-from squeezetime_jax.interop.checkpoints import save_torch_checkpoint
+from squeezetime_jax.evaluation import job as ev
+from squeezetime_jax.evaluation import scoring as eval_protocols
+from squeezetime_jax.evaluation.checkpoint import restore_for_eval
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import checkpointing, eval_protocols
-from squeezetime_jax.training import evaluate as ev
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.eval_checkpoint import restore_for_eval
 from squeezetime_jax.training.state import create_train_state, init_train_state
+from tests.fixtures.demo_dataset import small_data_config, write_demo_dataset
 from tests.training_utils import REPO, device_env, tiny_config
 
 # 5 videos x (2 clips x 3 crops) = 30 views in batches of 8: the last batch is uneven.

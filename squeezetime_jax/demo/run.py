@@ -268,7 +268,7 @@ def stage_eval(paths: DemoPaths, quick: bool) -> dict:
 
 def stage_shuffled(paths: DemoPaths, quick: bool) -> dict:
     # In this process: eval.py has no frame-shuffling option, and the control must use
-    # exactly its data, protocol and aggregation (squeezetime_jax.training.evaluate).
+    # exactly its data, protocol and aggregation (squeezetime_jax.evaluation.job).
     from configs import demo as demo_config
     from squeezetime_jax.demo import shuffled
 

@@ -14,10 +14,11 @@ import ml_collections
 import numpy as np
 
 from squeezetime_jax import data as data_lib
+from squeezetime_jax.evaluation import evaluator as evaluation
+from squeezetime_jax.evaluation import job as evaluate
+from squeezetime_jax.evaluation.checkpoint import restore_for_eval
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import evaluate, evaluation
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.eval_checkpoint import restore_for_eval
 
 
 def shuffle_frames(video: np.ndarray, rng: np.random.Generator) -> np.ndarray:

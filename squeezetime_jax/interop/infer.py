@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
 # Blocks per stage and bottleneck-or-not, by depth (SPEC "Backbone").
 DEPTHS = {

@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
 _WRAPPERS = ("state_dict", "model")
 _PREFIX = "module."

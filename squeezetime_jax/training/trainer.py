@@ -20,13 +20,15 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
-from squeezetime_jax import host_memory
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax.checkpoints import workdir as checkpointing
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
+from squeezetime_jax.evaluation import evaluator as evaluation
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import checkpointing, evaluation, optim
+from squeezetime_jax.runtime import host_memory
+from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
+from squeezetime_jax.training import optim
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
@@ -84,7 +86,9 @@ def _train_input(config, seed: int):
 
 
 def _init_from(state: TrainState, config) -> TrainState:
-    from squeezetime_jax.loading import load_variables  # imports torch only for .pth files
+    from squeezetime_jax.inference.loading import (
+        load_variables,
+    )  # imports torch only for .pth files
 
     source = load_variables(config.init_from).variables
     target = jax.device_get(state.variables)

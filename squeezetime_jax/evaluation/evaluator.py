@@ -17,7 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.step import eval_metrics, predict_step
 

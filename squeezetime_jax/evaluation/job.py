@@ -27,15 +27,16 @@ from absl import logging
 from squeezetime_jax import data as data_lib
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET
-from squeezetime_jax.models import build_model
-from squeezetime_jax.training import eval_protocols, evaluation
-from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.eval_checkpoint import (
+from squeezetime_jax.evaluation import evaluator as evaluation
+from squeezetime_jax.evaluation import scoring as eval_protocols
+from squeezetime_jax.evaluation.checkpoint import (
     EvalCheckpoint,
     read_train_config,
     restore_for_eval,
     training_steps,
 )
+from squeezetime_jax.models import build_model
+from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.metrics_writer import MetricWriter
 
 METRICS_FILE = "metrics.json"

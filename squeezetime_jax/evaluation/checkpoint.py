@@ -3,7 +3,7 @@
 A train.py workdir is restored step by step with Orbax onto an abstract target
 built from the stored metadata with this mesh's replicated sharding, so it loads
 on any devices whatever mesh saved it. Converted directories and PyTorch files
-are read on the host (squeezetime_jax.loading) and placed on the mesh.
+are read on the host (squeezetime_jax.inference.loading) and placed on the mesh.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from squeezetime_jax.interop.checkpoints import TRAIN_CONFIG_FILE, is_training_workdir
+from squeezetime_jax.checkpoints import workdir as checkpointing
+from squeezetime_jax.checkpoints.errors import CheckpointError
+from squeezetime_jax.checkpoints.restore import TRAIN_CONFIG_FILE, is_training_workdir
 from squeezetime_jax.interop.conversion import make_model_config
-from squeezetime_jax.interop.errors import CheckpointError
-from squeezetime_jax.training import checkpointing
 from squeezetime_jax.training import mesh as mesh_lib
 
 
@@ -106,7 +106,9 @@ def restore_for_eval(path: str, mesh, step: int | None = None) -> EvalCheckpoint
         return _restore_workdir(path, step, mesh)
     if step is not None:
         raise CheckpointError(f"{path}: a step can only be chosen in a train.py workdir")
-    from squeezetime_jax.loading import load_variables  # torch only for .pth files
+    from squeezetime_jax.inference.loading import (
+        load_variables,
+    )  # torch only for .pth files
 
     conversion = load_variables(path)
     variables = {

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from squeezetime_jax.compile_options import compiler_options
-from squeezetime_jax.interop.checkpoints import (
+from squeezetime_jax.checkpoints.errors import CheckpointError
+from squeezetime_jax.checkpoints.restore import (
     is_converted_dir,
     is_training_workdir,
     load_torch_checkpoint,
@@ -23,8 +23,8 @@ from squeezetime_jax.interop.checkpoints import (
     restore_training_workdir,
 )
 from squeezetime_jax.interop.conversion import Conversion
-from squeezetime_jax.interop.errors import CheckpointError
 from squeezetime_jax.models import build_model
+from squeezetime_jax.runtime.compile_options import compiler_options
 
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 

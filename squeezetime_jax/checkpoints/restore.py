@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.conversion import (
     Conversion,
@@ -28,7 +29,6 @@ from squeezetime_jax.interop.conversion import (
     make_model_config,
     to_torch,
 )
-from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
 
 CONFIG_FILE = "model_config.json"
 VARIABLES_DIR = "variables"
@@ -148,7 +148,7 @@ def restore_converted(directory: str | os.PathLike) -> Conversion:
 
 
 def is_training_workdir(path: str | os.PathLike) -> bool:
-    from squeezetime_jax.training import checkpointing
+    from squeezetime_jax.checkpoints import workdir as checkpointing
 
     path = os.fspath(path)
     return os.path.isfile(os.path.join(path, TRAIN_CONFIG_FILE)) and os.path.isdir(
@@ -160,7 +160,7 @@ def restore_training_workdir(
     workdir: str | os.PathLike, step: int | None = None
 ) -> Conversion:
     """params and batch_stats of a train.py workdir's checkpoint (latest step by default)."""
-    from squeezetime_jax.training import checkpointing
+    from squeezetime_jax.checkpoints import workdir as checkpointing
 
     workdir = os.path.abspath(os.fspath(workdir))
     config_path = os.path.join(workdir, TRAIN_CONFIG_FILE)

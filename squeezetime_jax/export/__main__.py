@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from squeezetime_jax.interop import export
+    from squeezetime_jax.export import mobile as export
 
     formats = export.FORMATS if "all" in args.format else args.format
     try:

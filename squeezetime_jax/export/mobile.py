@@ -1,6 +1,6 @@
 """Mobile export: PyTorch program, ExecuTorch (XNNPACK) and ONNX, each checked for parity.
 
-From any checkpoint `squeezetime_jax.loading` reads, `export_checkpoint` writes
+From any checkpoint `squeezetime_jax.inference.loading` reads, `export_checkpoint` writes
 
   squeezetime.pth               state_dict in the released layout (BatchNorm not folded)
   squeezetime.pt2               torch.export program (torch.export.load)
@@ -157,7 +157,7 @@ def inference_model(twin, num_frames: int, size: int, raw_input: bool = False):
     normalization folded into the stem if `raw_input`."""
     import torch
 
-    from squeezetime_jax.interop.folding import (
+    from squeezetime_jax.export.folding import (
         bake_positional_embeddings_,
         fold_batchnorm_,
         fold_input_normalization_,
@@ -398,7 +398,7 @@ def export_checkpoint(
     if int8 and "executorch" not in formats:
         raise ValueError("int8 applies to the ExecuTorch export: add the executorch format")
     require_extras(formats)
-    from squeezetime_jax.loading import load_variables
+    from squeezetime_jax.inference.loading import load_variables
 
     conversion = load_variables(checkpoint)
     config = conversion.config
