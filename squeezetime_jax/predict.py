@@ -23,6 +23,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from squeezetime_jax import files
 from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
@@ -46,8 +47,7 @@ def parse_views(text: str) -> tuple[int, int]:
 
 
 def read_class_file(path: str, num_classes: int) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for line in files.read_text(path).splitlines() if line.strip()]
     if len(names) != num_classes:
         raise ValueError(
             f"{path}: {len(names)} class names, but the model predicts "

@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from squeezetime_jax import files
 from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.conversion import (
@@ -92,35 +93,33 @@ def save_converted(
     directory: str | os.PathLike, conversion: Conversion, source: str | None = None
 ) -> None:
     """Writes a converted checkpoint directory (must not exist or be empty)."""
-    directory = os.path.abspath(os.fspath(directory))  # Orbax wants absolute paths
-    if os.path.exists(directory) and os.listdir(directory):
+    directory = files.absolute(directory)  # Orbax wants absolute paths (or URLs)
+    if files.listdir(directory):
         raise CheckpointError(f"{directory}: exists and is not empty")
-    os.makedirs(directory, exist_ok=True)
+    files.makedirs(directory)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(directory, VARIABLES_DIR), conversion.variables)
+    checkpointer.save(files.join(directory, VARIABLES_DIR), conversion.variables)
     checkpointer.wait_until_finished()
     checkpointer.close()
-    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-        f.write(conversion.config.to_json(indent=2) + "\n")
-    with open(os.path.join(directory, REPORT_FILE), "w") as f:
-        json.dump(
-            {"format": FORMAT, "source": source, "notes": conversion.notes}, f, indent=2
-        )
-        f.write("\n")
+    files.write_text(
+        files.join(directory, CONFIG_FILE), conversion.config.to_json(indent=2) + "\n"
+    )
+    files.write_json(
+        files.join(directory, REPORT_FILE),
+        {"format": FORMAT, "source": source, "notes": conversion.notes},
+    )
 
 
 def is_converted_dir(path: str | os.PathLike) -> bool:
-    path = os.fspath(path)
-    return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(
-        os.path.join(path, VARIABLES_DIR)
+    return files.isfile(files.join(path, CONFIG_FILE)) and files.isdir(
+        files.join(path, VARIABLES_DIR)
     )
 
 
 def read_model_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
-    path = os.path.join(os.fspath(directory), CONFIG_FILE)
+    path = files.join(directory, CONFIG_FILE)
     try:
-        with open(path) as f:
-            fields = json.load(f)
+        fields = files.read_json(path)
     except (OSError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: cannot read the model config: {error}") from None
     if not isinstance(fields, dict):
@@ -130,28 +129,26 @@ def read_model_config(directory: str | os.PathLike) -> ml_collections.ConfigDict
 
 def restore_converted(directory: str | os.PathLike) -> Conversion:
     """Restores a converted checkpoint directory onto the CPU (numpy-backed jax arrays)."""
-    directory = os.path.abspath(os.fspath(directory))
+    directory = files.absolute(directory)
     if not is_converted_dir(directory):
         raise CheckpointError(
             f"{directory}: not a converted checkpoint directory (expected "
             f"{CONFIG_FILE} and {VARIABLES_DIR}/)"
         )
     config = read_model_config(directory)
-    variables = _restore_on_cpu(os.path.join(directory, VARIABLES_DIR))
+    variables = _restore_on_cpu(files.join(directory, VARIABLES_DIR))
     _check_stored_tree(directory, variables, expected_variables(config))
     notes = []
-    report = os.path.join(directory, REPORT_FILE)
-    if os.path.isfile(report):
-        with open(report) as f:
-            notes = json.load(f).get("notes", [])
+    report = files.join(directory, REPORT_FILE)
+    if files.isfile(report):
+        notes = files.read_json(report).get("notes", [])
     return Conversion(variables, config, notes)
 
 
 def is_training_workdir(path: str | os.PathLike) -> bool:
     from squeezetime_jax.checkpoints import workdir as checkpointing
 
-    path = os.fspath(path)
-    return os.path.isfile(os.path.join(path, TRAIN_CONFIG_FILE)) and os.path.isdir(
+    return files.isfile(files.join(path, TRAIN_CONFIG_FILE)) and files.isdir(
         checkpointing.checkpoint_dir(path)
     )
 
@@ -162,26 +159,24 @@ def restore_training_workdir(
     """params and batch_stats of a train.py workdir's checkpoint (latest step by default)."""
     from squeezetime_jax.checkpoints import workdir as checkpointing
 
-    workdir = os.path.abspath(os.fspath(workdir))
-    config_path = os.path.join(workdir, TRAIN_CONFIG_FILE)
+    workdir = files.absolute(workdir)
+    config_path = files.join(workdir, TRAIN_CONFIG_FILE)
     try:
-        with open(config_path) as f:
-            model_fields = json.load(f)["model"]
+        model_fields = files.read_json(config_path)["model"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(
             f"{config_path}: cannot read the model config ({type(error).__name__}: {error})"
         ) from None
     config = make_model_config(model_fields)
     root = checkpointing.checkpoint_dir(workdir)
-    # Orbax renames a step directory to its number only once the save is complete.
-    steps = sorted(int(name) for name in os.listdir(root) if name.isdigit())
+    steps = checkpointing.complete_steps(workdir)
     if not steps:
         raise CheckpointError(f"{root}: no complete checkpoint")
     if step is None:
         step = steps[-1]
     elif step not in steps:
         raise CheckpointError(f"{root}: no checkpoint for step {step}; available: {steps}")
-    state = _restore_on_cpu(os.path.join(root, str(step), checkpointing.STATE_ITEM))
+    state = _restore_on_cpu(files.join(root, str(step), checkpointing.STATE_ITEM))
     variables = {"params": state.get("params"), "batch_stats": state.get("batch_stats")}
     _check_stored_tree(workdir, variables, expected_variables(config))
     return Conversion(variables, config, [f"restored training step {step} of {workdir}"])

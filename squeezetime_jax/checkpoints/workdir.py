@@ -10,19 +10,21 @@ other.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 
+from squeezetime_jax import files
+
 STATE_ITEM = "state"
 DATA_ITEM = "data"
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), "checkpoints")
+    """workdir/checkpoints: absolute for a local workdir, a URL left as it is."""
+    return files.join(workdir, "checkpoints")
 
 
 def make_manager(
@@ -82,6 +84,26 @@ def restore(
         items[DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
     restored = manager.restore(step, args=ocp.args.Composite(**items))
     return restored[STATE_ITEM]
+
+
+def complete_steps(workdir: str) -> list[int]:
+    """The complete checkpoint steps of a workdir, ascending ([] when there are none).
+
+    Orbax decides what is complete: locally a step directory appears under its
+    number only once renamed from a temporary name; on GCS, which has no atomic
+    rename, a step is complete once its commit_success.txt exists. Listing
+    directory names would count a half-written GCS step.
+    """
+    root = checkpoint_dir(workdir)
+    if not files.isdir(root):
+        return []
+    manager = ocp.CheckpointManager(
+        root, item_names=(STATE_ITEM,), options=ocp.CheckpointManagerOptions(read_only=True)
+    )
+    try:
+        return sorted(int(step) for step in manager.all_steps())
+    finally:
+        manager.close()
 
 
 def restore_state_only(

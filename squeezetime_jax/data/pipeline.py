@@ -15,7 +15,6 @@ full batches, so every view is seen exactly once across processes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -25,7 +24,8 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from squeezetime_jax.data import clips, tfds_builder
+from squeezetime_jax import files
+from squeezetime_jax.data import clips, tfds_builder, worker_lifetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,8 @@ def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
         grain.MultiprocessingOptions(
             num_workers=data_config.num_workers,
             per_worker_buffer_size=data_config.worker_buffer_size,
-        )
+        ),
+        worker_init_fn=worker_lifetime.bind_to_parent,  # no orphans after a kill -9
     )
 
 
@@ -202,13 +203,12 @@ def eval_protocol(data_config, protocol: str | Mapping[str, Any]) -> EvalProtoco
 
 
 def _load_index(data_config, split: str, source) -> dict:
-    path = os.path.join(
+    path = files.join(
         _builder_dir(data_config.data_dir, data_config.dataset),
         tfds_builder.index_file(split),
     )
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            index = json.load(f)
+    if files.exists(path):
+        index = files.read_json(path)
         if len(index["video_id"]) == len(source):
             return index
     # No index written at preparation time: read the records once.

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from squeezetime_jax import files
 from squeezetime_jax.data import clips, video_decode
 from squeezetime_jax.data.pipeline import EvalProtocol
 
@@ -18,13 +19,12 @@ from squeezetime_jax.data.pipeline import EvalProtocol
 def read_video_bytes(path: str | os.PathLike) -> bytes:
     """The file's bytes; VideoDecodeError (with the reason) when it cannot be read."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise video_decode.VideoDecodeError("no such file")
-    if os.path.isdir(path):
+    if files.isdir(path):
         raise video_decode.VideoDecodeError("is a directory")
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return files.read_bytes(path)
     except OSError as e:
         raise video_decode.VideoDecodeError(f"cannot read file: {e.strerror or e}") from e
 

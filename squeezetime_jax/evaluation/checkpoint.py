@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from squeezetime_jax import files
 from squeezetime_jax.checkpoints import workdir as checkpointing
 from squeezetime_jax.checkpoints.errors import CheckpointError
 from squeezetime_jax.checkpoints.restore import TRAIN_CONFIG_FILE, is_training_workdir
@@ -35,18 +35,14 @@ class EvalCheckpoint:
 
 
 def training_steps(workdir: str) -> list[int]:
-    """Complete checkpoint steps of a workdir (Orbax renames a step to its number last)."""
-    root = checkpointing.checkpoint_dir(workdir)
-    if not os.path.isdir(root):
-        return []
-    return sorted(int(name) for name in os.listdir(root) if name.isdigit())
+    """Complete checkpoint steps of a workdir (local or gs://), ascending."""
+    return checkpointing.complete_steps(workdir)
 
 
 def read_train_config(workdir: str) -> dict[str, Any]:
-    path = os.path.join(workdir, TRAIN_CONFIG_FILE)
+    path = files.join(workdir, TRAIN_CONFIG_FILE)
     try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
+        config = files.read_json(path)
         config["model"]  # noqa: B018 -- must exist
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(
@@ -79,7 +75,7 @@ def _restore_workdir(workdir: str, step: int | None, mesh) -> EvalCheckpoint:
             f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint for step "
             f"{step}; available: {steps}"
         )
-    item = os.path.join(
+    item = files.join(
         checkpointing.checkpoint_dir(workdir), str(step), checkpointing.STATE_ITEM
     )
     handler = ocp.StandardCheckpointHandler()
@@ -99,8 +95,8 @@ def _restore_workdir(workdir: str, step: int | None, mesh) -> EvalCheckpoint:
 
 def restore_for_eval(path: str, mesh, step: int | None = None) -> EvalCheckpoint:
     """Variables and model config of a workdir, converted directory or .pth file."""
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path):
+    path = files.absolute(path)
+    if not files.exists(path):
         raise CheckpointError(f"{path}: no such file or directory")
     if is_training_workdir(path):
         return _restore_workdir(path, step, mesh)

@@ -14,6 +14,7 @@ Outputs (process 0) in the output directory:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import time
@@ -25,6 +26,7 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
+from squeezetime_jax import files
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET
 from squeezetime_jax.evaluation import evaluator as evaluation
@@ -183,11 +185,13 @@ def summarize(
 
 
 def write_outputs(output_dir: str, output: EvalOutput) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, METRICS_FILE), "w", encoding="utf-8") as f:
-        json.dump(output.metrics, f, indent=2)
-        f.write("\n")
-    np.savez_compressed(os.path.join(output_dir, PREDICTIONS_FILE), **output.arrays)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **output.arrays)
+    files.write_bytes(files.join(output_dir, PREDICTIONS_FILE), buffer.getvalue())
+    # metrics.json last: its presence says the step's outputs are complete.
+    files.write_text(
+        files.join(output_dir, METRICS_FILE), json.dumps(output.metrics, indent=2) + "\n"
+    )
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
@@ -278,10 +282,10 @@ class CheckpointEvaluator:
 
 def default_output_dir(checkpoint: str, protocol: str | Mapping, step: int | None) -> str:
     name = protocol_name(protocol)
-    checkpoint = os.path.abspath(checkpoint)
+    checkpoint = files.absolute(checkpoint)
     if step is not None:  # a training workdir: results live next to its checkpoints
-        return os.path.join(checkpoint, "eval", name, f"step_{step}")
-    base = os.path.splitext(os.path.basename(checkpoint.rstrip(os.sep)))[0]
+        return files.join(checkpoint, "eval", name, f"step_{step}")
+    base = os.path.splitext(os.path.basename(checkpoint.rstrip("/" + os.sep)))[0]
     return os.path.abspath(f"eval_{base}_{name}")
 
 
@@ -311,7 +315,7 @@ def evaluate_checkpoint(
     if jax.process_index() == 0:
         print(format_metrics(output.metrics), flush=True)
         print(
-            f"wrote {os.path.join(output_dir, METRICS_FILE)} and {PREDICTIONS_FILE}",
+            f"wrote {files.join(output_dir, METRICS_FILE)} and {PREDICTIONS_FILE}",
             flush=True,
         )
     return output
@@ -372,10 +376,10 @@ def watch(
     TensorBoard under `eval/<protocol>/`, and each step's outputs to
     `output_root/step_<N>` (default WORKDIR/eval/<protocol>). Returns {step: metrics}.
     """
-    workdir = os.path.abspath(workdir)
+    workdir = files.absolute(workdir)
     last = final_step(read_train_config(workdir))
     name = protocol_name(protocol)
-    output_root = output_root or os.path.join(workdir, "eval", name)
+    output_root = output_root or files.join(workdir, "eval", name)
     runner = CheckpointEvaluator(
         config,
         protocol=protocol,
@@ -383,7 +387,14 @@ def watch(
         batch_size=batch_size,
         progress=progress,
     )
-    writer = MetricWriter(workdir)
+    # A local workdir's metrics.jsonl takes the eval lines too (appends do not clash
+    # with the trainer's). GCS objects are replaced whole, so on gs:// the trainer
+    # owns WORKDIR/metrics.jsonl and the evaluations go to OUTPUT_ROOT/metrics.jsonl.
+    writer = (
+        MetricWriter(output_root, flush_seconds=0.0)
+        if files.is_url(workdir)
+        else MetricWriter(workdir)
+    )
     results: dict[int, dict[str, Any]] = {}
     last_new = time.monotonic()
     try:
@@ -404,9 +415,7 @@ def watch(
                     logging.warning("skipping step %d: %s", step, error)
                     results[step] = {"error": str(error)}
                     continue
-                output = runner.evaluate(
-                    restored, os.path.join(output_root, f"step_{step}")
-                )
+                output = runner.evaluate(restored, files.join(output_root, f"step_{step}"))
                 results[step] = output.metrics
                 scalars = {
                     k: output.metrics[k]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from squeezetime_jax import files
 from squeezetime_jax.checkpoints.errors import CheckpointError
 from squeezetime_jax.checkpoints.restore import (
     is_converted_dir,
@@ -32,14 +33,14 @@ _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _SOURCES: list[tuple[Callable[[str], bool], Callable[[str], Conversion]]] = [
     (is_converted_dir, restore_converted),
     (is_training_workdir, restore_training_workdir),
-    (os.path.isfile, load_torch_checkpoint),
+    (files.isfile, load_torch_checkpoint),
 ]
 
 
 def load_variables(path: str | os.PathLike) -> Conversion:
     """Variables, model config and conversion notes of any supported checkpoint."""
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise CheckpointError(f"{path}: no such file or directory")
     for recognises, loader in _SOURCES:
         if recognises(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections import OrderedDict
@@ -10,6 +11,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from squeezetime_jax import files
 from squeezetime_jax.checkpoints.errors import CheckpointError
 
 _WRAPPERS = ("state_dict", "model")
@@ -66,13 +68,18 @@ class _MetadataTolerantPickle:
 
 
 def _torch_load(path: str):
+    data = files.read_bytes(path) if files.is_url(path) else None
+
+    def source():  # gs://...: torch reads the bytes from memory, a fresh stream each try
+        return path if data is None else io.BytesIO(data)
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(source(), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as safe_error:
         # Unknown metadata classes: retry with tensors-only unpickling (see above).
         try:
             return torch.load(
-                path,
+                source(),
                 map_location="cpu",
                 weights_only=False,
                 pickle_module=_MetadataTolerantPickle,
@@ -88,7 +95,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     `module.` (DataParallel) prefix on every key.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     try:
         obj = _torch_load(path)
@@ -138,6 +145,11 @@ def write_checkpoint(
         for k, v in state_dict.items()
     )
     obj = tensors if plain else {"state_dict": tensors, "meta": dict(meta or {})}
+    if files.is_url(path):  # one upload of the whole file
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        files.write_bytes(path, buffer.getvalue())
+        return
     directory = os.path.dirname(os.fspath(path))
     if directory:
         os.makedirs(directory, exist_ok=True)

@@ -16,9 +16,13 @@ def initialize(
 ) -> None:
     """Starts jax.distributed if this run spans several processes.
 
-    Explicit arguments (or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-    JAX_PROCESS_ID environment variables) name the peers; on a multi-host TPU VM
-    slice JAX discovers them itself. A single process does nothing. On CPU the
+    On a Cloud TPU VM (TPU chips on this host, as JAX counts them) and without
+    explicit values, `jax.distributed.initialize()` runs with no arguments: JAX's
+    own cluster detection (the TPU metadata server, or GKE's environment) finds
+    the peers, on a single host as on every worker of a pod slice.
+    Elsewhere the peers are named explicitly: the arguments, or JAX's standard
+    environment variables JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+    JAX_PROCESS_ID. Without either, a single process does nothing. On CPU the
     collectives between processes need an implementation (gloo).
     """
     coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
@@ -26,16 +30,18 @@ def initialize(
         num_processes = int(os.environ["JAX_NUM_PROCESSES"])
     if process_id is None and os.environ.get("JAX_PROCESS_ID"):
         process_id = int(os.environ["JAX_PROCESS_ID"])
-    tpu_workers = os.environ.get("TPU_WORKER_HOSTNAMES", "")
     if coordinator_address:
         if num_processes is None or process_id is None:
-            raise ValueError("a coordinator address needs num_processes and process_id too")
+            raise ValueError(
+                "a coordinator address needs num_processes and process_id too "
+                f"(got num_processes={num_processes}, process_id={process_id})"
+            )
         if num_processes == 1:
             return
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
-    elif "," in tpu_workers:
-        jax.distributed.initialize()  # a multi-host TPU slice: peers are discovered
+    elif tpu_chips_on_this_host() > 0:
+        jax.distributed.initialize()  # JAX's cluster detection names the peers
     else:
         return
     logging.info(
@@ -45,6 +51,17 @@ def initialize(
         jax.local_device_count(),
         jax.device_count(),
     )
+
+
+def tpu_chips_on_this_host() -> int:
+    """TPU chips on the PCI bus, as JAX counts them (no backend is started)."""
+    try:
+        from jax._src import hardware_utils  # JAX's own probe; no public accessor
+
+        chips, _ = hardware_utils.num_available_tpu_chips_and_device_id()
+    except Exception:  # another JAX layout, or no sysfs: not a TPU VM
+        return 0
+    return int(chips)
 
 
 def define_flags() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
 import time
 
@@ -20,6 +19,7 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
+from squeezetime_jax import files
 from squeezetime_jax.checkpoints import workdir as checkpointing
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
@@ -40,13 +40,27 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
-class _StopFlag:
-    """Set by SIGTERM (TPU preemption): checkpoint at the next step boundary, then exit."""
+class _Preemption:
+    """When to checkpoint and stop on a preemption notice (SIGTERM).
 
-    def __init__(self):
+    Several processes (jax.distributed): JAX's preemption service owns SIGTERM. A
+    notice reaching any host is shared through the coordination service, and every
+    host learns the same step to save at from `reached_preemption_sync_point`
+    (through Orbax's `reached_preemption`), called at every step. No Python handler
+    is installed then: it would replace JAX's, and only the signalled host would
+    stop, leaving the others waiting in the next collective.
+
+    One process: no coordination service runs, so a Python SIGTERM handler sets a
+    flag, and the trainer saves and stops at the next step boundary.
+    """
+
+    def __init__(self, manager):
+        self._manager = manager
         self.requested = False
-
-    def install(self):
+        self._synchronized = _jax_preemption_service_running()
+        if self._synchronized:
+            logging.info("preemption: JAX's preemption service decides the step")
+            return
         try:
             signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread (e.g. some notebook runners)
@@ -55,6 +69,18 @@ class _StopFlag:
     def _handle(self, signum, frame):
         del signum, frame
         self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if self._synchronized:
+            return self._manager.reached_preemption(step)
+        return self.requested
+
+
+def _jax_preemption_service_running() -> bool:
+    from jax._src import distributed as jax_distributed  # no public accessor
+
+    state = jax_distributed.global_state
+    return state.client is not None and state.preemption_sync_manager is not None
 
 
 def _train_input(config, seed: int):
@@ -120,13 +146,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---------------------------------------------------------------- checks
     check_config(config)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    workdir = files.absolute(workdir)  # a local path made absolute; gs:// as it is
+    files.makedirs(workdir)
 
     # ---------------------------------------------------------------- logging
     writer = MetricWriter(workdir)
     if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(config.to_dict(), f, indent=2, default=str)
+        files.write_text(
+            files.join(workdir, "config.json"),
+            json.dumps(config.to_dict(), indent=2, default=str),
+        )
 
     # ---------------------------------------------------------------- mesh
     mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
@@ -212,8 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             )
 
     # ---------------------------------------------------------------- loop
-    stop = _StopFlag()
-    stop.install()
+    preemption = _Preemption(manager)
     start_step = int(jax.device_get(state.step))
     logging.info(
         "training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch
@@ -229,7 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
         at_log = step % config.log_every_steps == 0 or step == total_steps
         at_save = step % config.checkpoint_every_steps == 0 or step == total_steps
-        preempted = stop.requested or manager.reached_preemption(step)
+        preempted = preemption.reached(step)
         if at_log or at_save or preempted:
             # The only host syncs of the loop: a NaN never reaches a checkpoint.
             scalars = jax.device_get(metrics)
