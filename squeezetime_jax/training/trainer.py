@@ -16,6 +16,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 
 from squeezetime_jax import data as data_lib
@@ -248,8 +249,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
     last_log_time, last_log_step = time.perf_counter(), start_step
     step = start_step
+    first_batch = None
+    if jax.process_count() > 1 and step < total_steps:
+        # Every process compiles the step before any runs it: the first collective
+        # between CPU processes (gloo) waits only 30 s for its peers, less than a
+        # compile on a loaded host. The compiled step is the one jit would run.
+        first_batch = mesh_lib.global_batch(next(train_iter), mesh)
+        step_fn = step_fn.lower(state, first_batch).compile()
+        ocp.multihost.sync_global_processes("squeezetime_train_loop", timeout=3600)
     while step < total_steps:
-        batch = mesh_lib.global_batch(next(train_iter), mesh)
+        if first_batch is not None:
+            batch, first_batch = first_batch, None
+        else:
+            batch = mesh_lib.global_batch(next(train_iter), mesh)
         state, metrics = step_fn(state, batch)
         step += 1
         if step == start_step + 1:
