@@ -122,9 +122,14 @@ def write_json(value: PathLike, payload: Any, indent: int | None = 2) -> str:
 
 def walk_files(value: PathLike) -> Iterator[str]:
     """Every file under a directory, recursively, as full paths."""
-    for root, _, names in path(value).walk():
+    top = path(value)
+    scheme = os.fspath(top).split("://")[0] + "://" if is_url(top) else ""
+    for root, _, names in top.walk():
+        root = os.fspath(root)
+        if scheme and not is_url(root):  # gcsfs walks as bucket/key, without gs://
+            root = scheme + root
         for name in sorted(names):
-            yield os.fspath(root / name)
+            yield f"{root.rstrip('/')}/{name}"
 
 
 def remove_tree(value: PathLike) -> None:

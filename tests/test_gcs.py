@@ -65,6 +65,30 @@ def _run(args, cwd, env, timeout=600):
     return result
 
 
+def test_file_layer_and_metric_writer_on_gs(gcs):
+    from squeezetime_jax.training.metrics_writer import MetricWriter
+
+    base = gcs.gs("layer")
+    files.write_text(f"{base}/a/b.txt", "x")
+    files.write_json(f"{base}/c.json", {"k": 1})
+    assert sorted(files.walk_files(base)) == [f"{base}/a/b.txt", f"{base}/c.json"]
+    assert files.listdir(base) == ["a", "c.json"] and files.isdir(f"{base}/a")
+    assert files.read_json(f"{base}/c.json") == {"k": 1} and not files.exists(f"{base}/z")
+
+    run = f"{base}/run"
+    writer = MetricWriter(run, enabled=True, flush_seconds=0.0)
+    writer.write(1, {"loss": 1.0})
+    writer.close()
+    writer = MetricWriter(run, enabled=True, flush_seconds=3600.0)  # a resumed run
+    writer.write(2, {"loss": 0.5})
+    lines = files.read_text(f"{run}/metrics.jsonl").splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1]  # not flushed yet
+    writer.close()
+    lines = files.read_text(f"{run}/metrics.jsonl").splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]  # history kept
+    assert any("tfevents" in name for name in files.listdir(f"{run}/tensorboard"))
+
+
 def test_train_resume_eval_watch_and_convert_on_gs(gcs, data_url, tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()

@@ -3,16 +3,20 @@
 A local workdir gets the JSONL lines appended and flushed at every write. GCS has
 no append: for a gs:// workdir the writer reads the existing file once (a resumed
 run keeps its history), keeps the lines in memory and replaces the whole object,
-at most every `flush_seconds` and at close. TensorBoard event files go to gs://
-through tensorboardX's own GCS writer (google-cloud-storage, in the `gcs` extra),
-which also replaces its object whole, on the same schedule. A run killed without
-warning thus loses at most `flush_seconds` of metrics on GCS; its checkpoints are
-unaffected.
+at most every `flush_seconds` and at close. TensorBoard event files of a gs://
+workdir are written to a local temporary directory and uploaded whole on the same
+schedule (tensorboardX's own GCS writer uploads again when garbage-collected, and
+retries for minutes once the bucket is unreachable, e.g. at interpreter exit). A
+run killed without warning thus loses at most `flush_seconds` of metrics on GCS;
+its checkpoints are unaffected.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from typing import Mapping
 
@@ -44,6 +48,8 @@ class MetricWriter:
         self._dirty = False
         self._flush_seconds = flush_seconds if self._remote else 0.0
         self._last_flush = time.monotonic()
+        self._tensorboard_dir = None
+        self._tensorboard_local = None  # gs:// workdirs: events written here, uploaded
         if not self.enabled:
             return
         files.makedirs(workdir)
@@ -57,9 +63,12 @@ class MetricWriter:
         except ImportError:  # TensorBoard files are optional; JSONL always works.
             SummaryWriter = None
         if SummaryWriter is not None:
+            self._tensorboard_dir = files.join(workdir, "tensorboard")
+            if self._remote:
+                self._tensorboard_local = tempfile.mkdtemp(prefix="tensorboard-")
             # flush_secs: tensorboardX's own background flush, kept off our schedule.
             self._tensorboard = SummaryWriter(
-                files.join(workdir, "tensorboard"), flush_secs=10**6
+                self._tensorboard_local or self._tensorboard_dir, flush_secs=10**6
             )
 
     def write(self, step: int, scalars: Mapping[str, float], prefix: str = "") -> None:
@@ -87,6 +96,7 @@ class MetricWriter:
             self._jsonl.flush()
         if self._tensorboard is not None:
             self._tensorboard.flush()
+            self._upload_events()
         self._dirty = False
         self._last_flush = time.monotonic()
 
@@ -98,3 +108,19 @@ class MetricWriter:
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+            self._upload_events()
+            if self._tensorboard_local is not None:
+                shutil.rmtree(self._tensorboard_local, ignore_errors=True)
+                self._tensorboard_local = None
+
+    def _upload_events(self) -> None:
+        if self._tensorboard_local is None:
+            return
+        for root, _, names in os.walk(self._tensorboard_local):
+            for name in names:
+                local = os.path.join(root, name)
+                relative = os.path.relpath(local, self._tensorboard_local)
+                with open(local, "rb") as f:
+                    files.write_bytes(
+                        files.join(self._tensorboard_dir, *relative.split(os.sep)), f.read()
+                    )
