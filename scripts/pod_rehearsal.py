@@ -154,7 +154,10 @@ def stop_steps(pod: Pod) -> list[int | None]:
 
 
 def final_params(workdir: str, step: int):
+    from squeezetime_jax import files
     from tests.training_utils import saved_params
+
+    files.refresh(workdir)  # written by the train.py processes since we last looked
 
     return saved_params(workdir, step)
 

@@ -57,6 +57,30 @@ def isfile(value: PathLike) -> bool:
     return path(value).is_file()
 
 
+def refresh(value: PathLike) -> None:
+    """Forgets this process's cached listings under a URL.
+
+    fsspec (gcsfs) caches directory listings per process, so a long-running reader
+    (eval.py --watch, a restore after another process saved) would not see files
+    written since by other processes. A no-op for local paths.
+    """
+    if not is_url(value):
+        return
+    from etils.epath import backend
+
+    text = os.fspath(value)
+    try:
+        filesystem = backend.fsspec_backend.fs(text)
+    except Exception:  # no fsspec backend for this scheme: nothing is cached
+        return
+    prefix = text.split("://", 1)[1].rstrip("/")
+    filesystem.invalidate_cache(prefix)  # the path and its parents
+    cache = getattr(filesystem, "dircache", None)
+    if cache is not None:  # and everything below it
+        for key in [k for k in list(cache) if k.startswith(prefix + "/")]:
+            cache.pop(key, None)
+
+
 def listdir(value: PathLike) -> list[str]:
     """Names in a directory (sorted), [] when it does not exist."""
     directory = path(value)

@@ -165,3 +165,27 @@ def test_train_resume_eval_watch_and_convert_on_gs(gcs, data_url, tmp_path):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
     assert os.listdir(cwd) == []  # nothing landed in the working directory
+
+
+def test_a_long_running_reader_sees_steps_saved_by_another_process(gcs, tmp_path):
+    """What eval.py --watch relies on: gcsfs's listing cache is refreshed."""
+    from squeezetime_jax.checkpoints import workdir as checkpointing
+
+    workdir = gcs.gs("watched")
+    files.write_text(files.join(workdir, "checkpoints", "1", "commit_success.txt"), "")
+    files.write_text(files.join(workdir, "checkpoints", "1", "state", "x"), "")
+    assert checkpointing.complete_steps(workdir) == [1]
+    script = (
+        "from squeezetime_jax import files\n"
+        f"base = {files.join(workdir, 'checkpoints', '2')!r}\n"
+        "files.write_text(base + '/state/x', '')\n"
+        "files.write_text(base + '/commit_success.txt', '')\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        env={**os.environ, **gcs.env(), "PYTHONPATH": REPO},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert checkpointing.complete_steps(workdir) == [1, 2]

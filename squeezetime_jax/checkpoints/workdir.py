@@ -95,6 +95,7 @@ def complete_steps(workdir: str) -> list[int]:
     directory names would count a half-written GCS step.
     """
     root = checkpoint_dir(workdir)
+    files.refresh(root)  # steps other processes saved since this one last looked
     if not files.isdir(root):
         return []
     manager = ocp.CheckpointManager(
