@@ -2,10 +2,14 @@
 
   python -m squeezetime_jax.convert from-torch IN.pth OUT_DIR [--drop-head --num-classes N]
   python -m squeezetime_jax.convert to-torch CKPT OUT.pth [--plain]
+  python -m squeezetime_jax.convert from-release {in1k,k400,k600,hmdb51} OUT_DIR
 
 from-torch infers the model config from the checkpoint and writes an Orbax checkpoint
 of params and batch_stats plus model_config.json. to-torch writes a file the released
 PyTorch model (or squeezetime_jax.interop.torch_model) loads with strict=True.
+from-release downloads a released checkpoint once (into the cache of
+squeezetime_jax.interop.release) and converts it. Class names and clip settings
+(metadata.json, the .pth meta) travel with the weights in every direction.
 """
 
 from __future__ import annotations
@@ -37,11 +41,17 @@ def _parser() -> argparse.ArgumentParser:
         "unless --drop-head)",
     )
     src.add_argument("--seed", type=int, default=0, help="seed of a re-initialized head")
+    rel = commands.add_parser(
+        "from-release", help="released checkpoint by name -> converted checkpoint dir"
+    )
+    rel.add_argument("name", metavar="NAME", help="in1k, k400, k600 or hmdb51")
+    rel.add_argument("output", metavar="OUT_DIR")
     dst = commands.add_parser("to-torch", help="checkpoint -> PyTorch .pth")
     dst.add_argument(
         "input",
         metavar="CKPT",
-        help="converted checkpoint directory, train.py workdir (latest step) or .pth",
+        help="converted checkpoint directory, train.py workdir (latest step), .pth or a "
+        "released checkpoint's name",
     )
     dst.add_argument("output", metavar="OUT.pth")
     dst.add_argument(
@@ -66,6 +76,17 @@ def from_torch(args) -> None:
     print(f"wrote {args.output}")
 
 
+def from_release(args) -> None:
+    from squeezetime_jax.checkpoints.restore import save_converted
+    from squeezetime_jax.interop import release
+
+    conversion = release.load(args.name)
+    save_converted(args.output, conversion, source=release.url(release.get(args.name)))
+    for note in conversion.notes:
+        print(note)
+    print(f"wrote {args.output}")
+
+
 def to_torch(args) -> None:
     from squeezetime_jax.checkpoints.restore import save_torch_checkpoint
     from squeezetime_jax.inference.loading import load_variables
@@ -77,6 +98,7 @@ def to_torch(args) -> None:
         conversion.config,
         plain=args.plain,
         meta={"source": args.input},
+        metadata=conversion.metadata,
     )
     print(f"wrote {args.output}")
 
@@ -84,7 +106,9 @@ def to_torch(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"from-torch": from_torch, "to-torch": to_torch}[args.command](args)
+        {"from-torch": from_torch, "to-torch": to_torch, "from-release": from_release}[
+            args.command
+        ](args)
     except (CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

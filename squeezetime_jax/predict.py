@@ -4,12 +4,14 @@
         [--views 10x3] [--json] VIDEO [VIDEO ...]
 
 For each video, the top-5 classes with their probabilities (softmax averaged
-over the views). Views follow the test protocol (10 clips x 3 crops at short
-side 224) unless --views CLIPSxCROPS (e.g. 1x1 for speed) says otherwise. A video
-that cannot be read is reported on its own line with the reason; the others are
-still classified, and the exit status is 1. Class names: --classes (one per
-line), else a training workdir's dataset, else the Kinetics-400 names shipped
-with the package for a 400-class model.
+over the views). Views follow the checkpoint's test protocol (clips, crops, short
+side, crop size and frame interval stored with it; else 10 clips x 3 crops at short
+side 224); --views CLIPSxCROPS (e.g. 1x1 for speed), --short_side and --crop_size
+override it. A video that cannot be read is reported on its own line with the
+reason; the others are still classified, and the exit status is 1. Class names:
+--classes (one per line), else those stored with the checkpoint, else the
+Kinetics-400 names shipped with the package for a 400-class model. PATH may also
+be a released checkpoint's name (k400, k600, hmdb51).
 """
 
 from __future__ import annotations
@@ -57,25 +59,10 @@ def read_class_file(path: str, num_classes: int) -> list[str]:
 
 
 def default_class_names(checkpoint: str, num_classes: int) -> list[str]:
-    """A training workdir's dataset names, the shipped K400 names, or class_<i>."""
-    from squeezetime_jax.checkpoints.restore import is_training_workdir
+    """The names stored with a checkpoint, the shipped K400 names, or class_<i>."""
+    from squeezetime_jax.inference.loading import load_variables
 
-    if is_training_workdir(checkpoint):
-        try:
-            from squeezetime_jax.data import dataset_info
-            from squeezetime_jax.evaluation.checkpoint import read_train_config
-
-            data = read_train_config(checkpoint)["data"]
-            names = dataset_info(data.get("data_dir"), data["dataset"]).class_names
-            if len(names) == num_classes:
-                return names
-        except Exception:  # the dataset is not on this machine: fall through
-            pass
-    if num_classes == 400:
-        from squeezetime_jax.resources import kinetics400_class_names
-
-        return kinetics400_class_names()
-    return [f"class_{i}" for i in range(num_classes)]
+    return load_variables(checkpoint).metadata.class_names_for(num_classes)
 
 
 class Predictor:
@@ -85,7 +72,7 @@ class Predictor:
         self,
         checkpoint: str,
         *,
-        views: tuple[int, int] = (10, 3),
+        views: tuple[int, int] | None = None,
         short_side: int | None = None,
         crop_size: int | None = None,
         batch_size: int | None = None,
@@ -96,9 +83,15 @@ class Predictor:
 
         conversion = load_variables(checkpoint)
         self.model_config = conversion.config
+        self.metadata = conversion.metadata
+        self.class_names = self.metadata.class_names_for(self.model_config.num_classes)
         self.data_config = default_data_config()
+        # The clip settings stored with the checkpoint; the arguments override them.
+        self.metadata.apply_to_data_config(self.data_config)
         self.data_config.num_frames = self.model_config.num_frames
-        overrides = {"base": "test", "num_clips": views[0], "num_crops": views[1]}
+        overrides = {"base": "test"}
+        if views:
+            overrides.update(num_clips=views[0], num_crops=views[1])
         if short_side:
             overrides["short_side"] = short_side
         if crop_size:
@@ -106,28 +99,40 @@ class Predictor:
         elif short_side and short_side < self.data_config.test.crop_size:
             overrides["crop_size"] = short_side
         self.protocol = eval_protocol(self.data_config, overrides)
-        self.batch_size = batch_size or views[0] * views[1]
+        self.views = (self.protocol.num_clips, self.protocol.num_crops)
+        self.batch_size = batch_size or self.views[0] * self.views[1]
         self.variables = jax.device_put(conversion.variables)
         self._predict = jax.jit(
             functools.partial(predict_step, model=build_model(self.model_config)),
             compiler_options=compiler_options(),
         )
 
-    def view_logits(self, video: np.ndarray) -> np.ndarray:
-        """Logits of (V, T, C, C, 3) uint8 views, in fixed-size batches (one compile)."""
+    def in_batches(self, fn, video: np.ndarray):
+        """`fn(variables, {'video': batch})` over (V, T, C, C, 3) uint8 views, in
+        fixed-size batches (one compile); its outputs (arrays or a dict of arrays)
+        concatenated as float32 over the V views."""
         out = []
         for start in range(0, len(video), self.batch_size):
             chunk = video[start : start + self.batch_size]
             padded = np.zeros((self.batch_size,) + chunk.shape[1:], chunk.dtype)
             padded[: len(chunk)] = chunk
-            logits = self._predict(self.variables, {"video": padded})
-            out.append(np.asarray(logits, np.float32)[: len(chunk)])
-        return np.concatenate(out)
+            result = jax.device_get(fn(self.variables, {"video": padded}))
+            out.append(
+                jax.tree.map(lambda a, n=len(chunk): np.asarray(a, np.float32)[:n], result)
+            )
+        return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
+
+    def view_logits(self, video: np.ndarray) -> np.ndarray:
+        """Logits of (V, T, C, C, 3) uint8 views."""
+        return self.in_batches(self._predict, video)
+
+    def views(self, path: str) -> dict[str, np.ndarray]:
+        """The file's views under this protocol; VideoDecodeError if it is unreadable."""
+        return video_views(read_video_bytes(path), self.data_config, self.protocol)
 
     def probabilities(self, path: str) -> np.ndarray:
         """Mean softmax over the views; VideoDecodeError if the file is unreadable."""
-        views = video_views(read_video_bytes(path), self.data_config, self.protocol)
-        return softmax(self.view_logits(views["video"])).mean(axis=0)
+        return softmax(self.view_logits(self.views(path)["video"])).mean(axis=0)
 
 
 def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[dict]:
@@ -138,32 +143,43 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> 
     ]
 
 
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint and the view flags, shared with squeezetime_jax.features."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="training workdir, converted checkpoint directory, .pth or a released "
+        "checkpoint's name (k400, k600, hmdb51)",
+    )
+    parser.add_argument(
+        "--views",
+        default=None,
+        help="CLIPSxCROPS (default: the checkpoint's test protocol, else 10x3; 1x1 "
+        "is one centre clip)",
+    )
+    parser.add_argument(
+        "--short_side",
+        type=int,
+        help="resize the short side to this (default: the checkpoint's, else 224)",
+    )
+    parser.add_argument(
+        "--crop_size", type=int, help="crop size (default: the checkpoint's, else 224)"
+    )
+    parser.add_argument("--batch_size", type=int, help="views per forward pass")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m squeezetime_jax.predict", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="training workdir, converted checkpoint directory or .pth",
-    )
+    add_view_arguments(parser)
     parser.add_argument("--classes", help="class names, one per line, in label order")
-    parser.add_argument(
-        "--views",
-        default="10x3",
-        help="CLIPSxCROPS (default: 10x3, the test protocol; 1x1 is one centre clip)",
-    )
-    parser.add_argument(
-        "--short_side", type=int, help="resize the short side to this (default 224)"
-    )
-    parser.add_argument("--crop_size", type=int, help="crop size (default 224)")
     parser.add_argument("--top_k", type=int, default=5)
-    parser.add_argument("--batch_size", type=int, help="views per forward pass")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("videos", nargs="+", metavar="VIDEO")
     args = parser.parse_args(argv)
     try:
-        views = parse_views(args.views)
+        views = parse_views(args.views) if args.views else None
         predictor = Predictor(
             args.checkpoint,
             views=views,
@@ -175,8 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = (
             read_class_file(args.classes, num_classes)
             if args.classes
-            else default_class_names(args.checkpoint, num_classes)
+            else predictor.class_names
         )
+        views = predictor.views
     except (ValueError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
     except Exception as error:  # checkpoint errors name the file

@@ -4,6 +4,7 @@ A converted checkpoint directory holds:
   model_config.json  the model ConfigDict (squeezetime_jax.models.build_model input)
   variables/         an Orbax StandardCheckpointer save of {'params', 'batch_stats'}
   conversion.json    where it came from and what the conversion did
+  metadata.json      class names and clip settings (squeezetime_jax.checkpoints.metadata)
 It restores on CPU with no accelerator, whatever devices it was written from. Training
 workdirs of train.py (config.json + checkpoints/<step>/state) restore the same way.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.conversion import (
@@ -45,10 +47,11 @@ def load_torch_checkpoint(
     num_classes: int | None = None,
     seed: int = 0,
 ) -> Conversion:
-    """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`)."""
-    read_state_dict = _torch_io(path).read_state_dict
-    state_dict = read_state_dict(path)
-    return from_torch(
+    """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`),
+    with the class names and clip settings of its `meta` (see `metadata`)."""
+    read_checkpoint = _torch_io(path).read_checkpoint
+    state_dict, meta = read_checkpoint(path)
+    conversion = from_torch(
         state_dict,
         config,
         drop_head=drop_head,
@@ -56,6 +59,11 @@ def load_torch_checkpoint(
         source=os.fspath(path),
         seed=seed,
     )
+    stored = metadata_lib.from_pth_meta(meta, os.fspath(path))
+    if drop_head and stored.class_names:
+        stored.class_names = None  # they named the discarded head's classes
+    conversion.metadata = stored.checked(conversion.config, os.fspath(path))
+    return conversion
 
 
 def save_torch_checkpoint(
@@ -65,12 +73,15 @@ def save_torch_checkpoint(
     *,
     plain: bool = False,
     meta: Mapping | None = None,
+    metadata: metadata_lib.Metadata | None = None,
 ) -> "dict[str, np.ndarray]":
     """Writes {'state_dict', 'meta'} (bare state_dict if plain) that the released model
-    loads with strict=True. Returns the state_dict written."""
+    loads with strict=True; `metadata` goes into meta. Returns the state_dict written."""
     write_checkpoint = _torch_io(path).write_checkpoint
     state_dict = to_torch(variables, config)
     meta = dict(meta or {})
+    if metadata is not None:
+        meta.update(metadata_lib.to_pth_meta(metadata))
     meta.setdefault("model_config", json.loads(make_model_config(dict(config)).to_json()))
     meta.setdefault("exported_by", "squeezetime_jax")
     write_checkpoint(path, state_dict, meta, plain=plain)
@@ -107,6 +118,7 @@ def save_converted(
             {"format": FORMAT, "source": source, "notes": conversion.notes}, f, indent=2
         )
         f.write("\n")
+    metadata_lib.write(directory, conversion.metadata)
 
 
 def is_converted_dir(path: str | os.PathLike) -> bool:
@@ -144,7 +156,8 @@ def restore_converted(directory: str | os.PathLike) -> Conversion:
     if os.path.isfile(report):
         with open(report) as f:
             notes = json.load(f).get("notes", [])
-    return Conversion(variables, config, notes)
+    stored = metadata_lib.read(directory) or metadata_lib.Metadata()
+    return Conversion(variables, config, notes, stored.checked(config, directory))
 
 
 def is_training_workdir(path: str | os.PathLike) -> bool:
@@ -184,7 +197,10 @@ def restore_training_workdir(
     state = _restore_on_cpu(os.path.join(root, str(step), checkpointing.STATE_ITEM))
     variables = {"params": state.get("params"), "batch_stats": state.get("batch_stats")}
     _check_stored_tree(workdir, variables, expected_variables(config))
-    return Conversion(variables, config, [f"restored training step {step} of {workdir}"])
+    stored = metadata_lib.read_workdir(workdir).checked(config, workdir)
+    return Conversion(
+        variables, config, [f"restored training step {step} of {workdir}"], stored
+    )
 
 
 def _restore_on_cpu(item_dir: str):

@@ -63,7 +63,9 @@ def evaluate_shuffled(
     """
     mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
     restored = restore_for_eval(checkpoint, mesh)
-    data_config = evaluate.eval_data_config(config, restored.model_config, data_dir)
+    data_config = evaluate.eval_data_config(
+        config, restored.model_config, data_dir, restored.metadata
+    )
     info = data_lib.dataset_info(data_config.data_dir, data_config.dataset)
     evaluator = evaluation.Evaluator(
         build_model(restored.model_config), mesh, config.eval_batch_size

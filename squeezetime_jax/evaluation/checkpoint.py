@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints import workdir as checkpointing
 from squeezetime_jax.checkpoints.errors import CheckpointError
 from squeezetime_jax.checkpoints.restore import TRAIN_CONFIG_FILE, is_training_workdir
@@ -32,6 +33,10 @@ class EvalCheckpoint:
     model_config: ml_collections.ConfigDict
     step: int | None  # the training step, for workdirs
     source: str  # what was restored, for reports
+    # class names and clip settings stored with the weights
+    metadata: metadata_lib.Metadata = dataclasses.field(
+        default_factory=metadata_lib.Metadata
+    )
 
 
 def training_steps(workdir: str) -> list[int]:
@@ -94,15 +99,20 @@ def _restore_workdir(workdir: str, step: int | None, mesh) -> EvalCheckpoint:
     )
     state, step = checkpointing.restore_state_only(workdir, step, target)
     variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
-    return EvalCheckpoint(variables, model_config, step, f"{workdir} step {step}")
+    stored = metadata_lib.read_workdir(workdir).checked(model_config, workdir)
+    return EvalCheckpoint(variables, model_config, step, f"{workdir} step {step}", stored)
 
 
 def restore_for_eval(path: str, mesh, step: int | None = None) -> EvalCheckpoint:
-    """Variables and model config of a workdir, converted directory or .pth file."""
+    """Variables, model config and metadata of a workdir, converted directory, .pth
+    file or released checkpoint's name."""
+    from squeezetime_jax.interop import release
+
+    name = os.fspath(path) if release.is_reference(path) else None
     path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path):
+    if name is None and not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or directory")
-    if is_training_workdir(path):
+    if name is None and is_training_workdir(path):
         return _restore_workdir(path, step, mesh)
     if step is not None:
         raise CheckpointError(f"{path}: a step can only be chosen in a train.py workdir")
@@ -110,11 +120,15 @@ def restore_for_eval(path: str, mesh, step: int | None = None) -> EvalCheckpoint
         load_variables,
     )  # torch only for .pth files
 
-    conversion = load_variables(path)
+    conversion = load_variables(name or path)
     variables = {
         "params": conversion.variables["params"],
         "batch_stats": conversion.variables.get("batch_stats") or {},
     }
     return EvalCheckpoint(
-        _replicate(jax.device_get(variables), mesh), conversion.config, None, path
+        _replicate(jax.device_get(variables), mesh),
+        conversion.config,
+        None,
+        name or path,
+        conversion.metadata,
     )

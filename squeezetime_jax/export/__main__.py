@@ -3,7 +3,9 @@
   python -m squeezetime_jax.export --checkpoint PATH --format {pytorch,executorch,onnx,all}
       --out DIR [--frames 16 --size 224] [--raw-input] [--int8]
 
-PATH is a released-layout .pth or a converted checkpoint directory. Writes a .pth
+PATH is a released-layout .pth, a converted checkpoint directory, a train.py workdir
+or a released checkpoint's name (k400...). The export info carries the checkpoint's
+class names and clip settings. Writes a .pth
 state_dict and a torch.export .pt2 (pytorch), an XNNPACK-lowered ExecuTorch .pte
 (executorch; with --int8 also a PT2E int8 one) and an .onnx (onnx). Inputs are float32
 (1, 3, T, H, W), normalized, or 0..255 pixels with --raw-input. Exits non-zero when a
@@ -45,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=None,
-        help="crop size H = W (default: the model's image_size, 224)",
+        help="crop size H = W (default: the checkpoint's eval crop size, else the "
+        "model's image_size, 224)",
     )
     parser.add_argument(
         "--raw-input",

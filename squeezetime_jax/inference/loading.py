@@ -1,5 +1,6 @@
 """`load(path)`: a ready-to-call SqueezeTime from a .pth file or a checkpoint directory
-(a converted checkpoint, or a train.py workdir: its latest checkpoint).
+(a converted checkpoint, or a train.py workdir: its latest checkpoint), or a released
+checkpoint by name (`k400`, `release:k400`; see squeezetime_jax.interop.release).
 
 Sources are tried in the order of `_SOURCES`; each recognises its own kind of path.
 A new kind of checkpoint (e.g. a training directory) is one more entry there.
@@ -22,6 +23,7 @@ from squeezetime_jax.checkpoints.restore import (
     restore_converted,
     restore_training_workdir,
 )
+from squeezetime_jax.interop import release
 from squeezetime_jax.interop.conversion import Conversion
 from squeezetime_jax.models import build_model
 from squeezetime_jax.runtime.compile_options import compiler_options
@@ -37,10 +39,15 @@ _SOURCES: list[tuple[Callable[[str], bool], Callable[[str], Conversion]]] = [
 
 
 def load_variables(path: str | os.PathLike) -> Conversion:
-    """Variables, model config and conversion notes of any supported checkpoint."""
+    """Variables, model config, notes and metadata of any supported checkpoint."""
     path = os.fspath(path)
+    if release.is_reference(path):
+        return release.load(path)
     if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file or directory")
+        raise CheckpointError(
+            f"{path}: no such file or directory (nor a released checkpoint: "
+            f"{', '.join(release.names())})"
+        )
     for recognises, loader in _SOURCES:
         if recognises(path):
             return loader(path)
@@ -61,6 +68,8 @@ class LoadedModel:
         self.device = device or jax.devices("cpu")[0]
         self.config = conversion.config
         self.notes = list(conversion.notes)
+        self.metadata = conversion.metadata
+        self.class_names = conversion.metadata.class_names_for(self.config.num_classes)
         self.module = build_model(self.config)
         self.variables = jax.device_put(conversion.variables, self.device)
         self._apply = jax.jit(
@@ -81,5 +90,6 @@ class LoadedModel:
 
 
 def load(path: str | os.PathLike) -> LoadedModel:
-    """A callable model from a released-layout .pth or a converted checkpoint directory."""
+    """A callable model from a released-layout .pth, a converted checkpoint directory, a
+    train.py workdir or a released checkpoint's name (k400, k600, hmdb51, in1k)."""
     return LoadedModel(load_variables(path))

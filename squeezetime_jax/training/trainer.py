@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints import workdir as checkpointing
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
@@ -89,8 +90,11 @@ def _init_from(state: TrainState, config) -> TrainState:
     from squeezetime_jax.inference.loading import (
         load_variables,
     )  # imports torch only for .pth files
+    from squeezetime_jax.interop import release
 
-    source = load_variables(config.init_from).variables
+    # `release:NAME` -> the released file, downloaded once into the cache.
+    source_path = release.resolve(config.init_from)
+    source = load_variables(source_path).variables
     target = jax.device_get(state.variables)
     merged, report = merge_pretrained(
         target,
@@ -109,6 +113,14 @@ def _init_from(state: TrainState, config) -> TrainState:
         state.batch_stats,
     )
     return state.replace(params=params, batch_stats=batch_stats)
+
+
+def _write_metadata(workdir: str, config) -> None:
+    """metadata.json: the class names and clip settings that travel with the weights."""
+    names = None
+    if config.data.dataset != RANDOM_DATASET:
+        names = data_lib.dataset_info(config.data.data_dir, config.data.dataset).class_names
+    metadata_lib.write(workdir, metadata_lib.from_train_config(config, names))
 
 
 def _format_eta(seconds: float) -> str:
@@ -143,6 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     steps_per_epoch = max(num_train // config.batch_size, 1)
     total_steps = resolve_steps(config, "total", steps_per_epoch)
     train_iter = iter(train_ds)
+    if is_chief:
+        _write_metadata(workdir, config)
 
     # ---------------------------------------------------------------- model and optimizer
     model = build_model(config.model)

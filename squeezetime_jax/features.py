@@ -1,0 +1,181 @@
+"""Features of video files under a SqueezeTime checkpoint, for detection and localization.
+
+    python -m squeezetime_jax.features --checkpoint CKPT [--views 16x1] \
+        [--stages layer3,layer4 [--spatial]] --out features.npz VIDEO [VIDEO ...]
+
+Each video is cut into views exactly as predict does: the checkpoint's test protocol
+(clips evenly spread over the video, crops, short side, crop size, frame interval),
+unless --views, --short_side or --crop_size say otherwise. For each view the last
+stage's feature map is averaged over space: the vector the classifier sees. The
+output (.npz) holds, for the N videos that could be read, V views each:
+
+  videos           (N,)        the video paths
+  features         (N, C)      the views' pooled features averaged: one per video
+  clip_features    (N, V, C)   pooled features of each view, in clip order
+  logits           (N, V, K)   the classifier's logits of each view
+  clip_index       (V,)        which clip (in time) and which crop each view is
+  crop_index       (V,)
+  <stage>          (N, V, C_s) with --stages: that stage's map averaged over space
+                   (stem, layer1 ... layer4), or (N, V, H_s, W_s, C_s) with --spatial
+  class_names      (K,)        and the view settings: num_frames, frame_interval,
+                               short_side, crop_size, num_clips, num_crops
+
+A video that cannot be read is reported on stderr and left out; the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from squeezetime_jax import files
+from squeezetime_jax.data.normalize import normalize_on_device
+from squeezetime_jax.models import build_model
+from squeezetime_jax.predict import Predictor, add_view_arguments, parse_views
+from squeezetime_jax.runtime.compile_options import compiler_options
+
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+def feature_step(variables, batch, *, model, stages: Sequence[str], spatial: bool):
+    """Logits, pooled last-stage features and the requested stages of uint8 clips."""
+    logits, maps = model.apply(
+        variables, normalize_on_device(batch["video"]), train=False, return_features=True
+    )
+    out = {
+        "logits": logits,
+        "clip_features": jnp.mean(maps["layer4"].astype(jnp.float32), axis=(1, 2)),
+    }
+    for stage in stages:
+        feature_map = maps[stage].astype(jnp.float32)
+        out[stage] = feature_map if spatial else jnp.mean(feature_map, axis=(1, 2))
+    return out
+
+
+def parse_stages(text: str | None) -> list[str]:
+    stages = [s.strip() for s in (text or "").split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"--stages {text!r}: unknown {unknown}; choose from {STAGES}")
+    return list(dict.fromkeys(stages))
+
+
+class FeatureExtractor:
+    """Per-view features of video files (the views of `Predictor`)."""
+
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        stages: Sequence[str] = (),
+        spatial: bool = False,
+        **view_options,
+    ):
+        self.predictor = Predictor(checkpoint, **view_options)
+        self.stages = list(stages)
+        self._step = jax.jit(
+            functools.partial(
+                feature_step,
+                model=build_model(self.predictor.model_config),
+                stages=tuple(self.stages),
+                spatial=spatial,
+            ),
+            compiler_options=compiler_options(),
+        )
+
+    def video_features(self, path: str) -> dict[str, np.ndarray]:
+        """{name: (V, ...)} for one file; VideoDecodeError if it cannot be read."""
+        views = self.predictor.views(path)
+        out = self.predictor.in_batches(self._step, views["video"])
+        out["clip_index"] = views["clip_index"]
+        out["crop_index"] = views["crop_index"]
+        return out
+
+    def settings(self) -> dict[str, np.ndarray]:
+        p = self.predictor.protocol
+        data = self.predictor.data_config
+        return {
+            "class_names": np.asarray(self.predictor.class_names, dtype=str),
+            "num_frames": np.int32(data.num_frames),
+            "frame_interval": np.int32(data.frame_interval),
+            "short_side": np.int32(p.short_side),
+            "crop_size": np.int32(p.crop_size),
+            "num_clips": np.int32(p.num_clips),
+            "num_crops": np.int32(p.num_crops),
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m squeezetime_jax.features", description=__doc__.split("\n\n")[0]
+    )
+    add_view_arguments(parser)
+    parser.add_argument("--out", required=True, help="output .npz file")
+    parser.add_argument(
+        "--stages",
+        default="",
+        help=f"also save these stages, comma-separated: {', '.join(STAGES)}",
+    )
+    parser.add_argument(
+        "--spatial",
+        action="store_true",
+        help="keep the --stages maps' H x W instead of averaging over space",
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO")
+    args = parser.parse_args(argv)
+    try:
+        extractor = FeatureExtractor(
+            args.checkpoint,
+            stages=parse_stages(args.stages),
+            spatial=args.spatial,
+            views=parse_views(args.views) if args.views else None,
+            short_side=args.short_side,
+            crop_size=args.crop_size,
+            batch_size=args.batch_size,
+        )
+    except (ValueError, OSError) as error:
+        parser.exit(2, f"error: {error}\n")
+    except Exception as error:  # checkpoint errors name the file
+        parser.exit(2, f"error: {type(error).__name__}: {error}\n")
+
+    per_video, paths, failures = [], [], 0
+    for path in args.videos:
+        try:
+            per_video.append(extractor.video_features(path))
+        except Exception as error:  # one bad file must not stop the others
+            failures += 1
+            print(f"{path}: error: {type(error).__name__}: {error}", file=sys.stderr)
+            continue
+        paths.append(path)
+        print(f"{path}: {len(per_video[-1]['clip_features'])} views", flush=True)
+    if not per_video:
+        print("error: no video could be read; nothing written", file=sys.stderr)
+        return 1
+    arrays = {
+        name: np.stack([v[name] for v in per_video])
+        for name in ("clip_features", "logits", *extractor.stages)
+    }
+    arrays["features"] = arrays["clip_features"].mean(axis=1)
+    arrays["clip_index"] = per_video[0]["clip_index"]
+    arrays["crop_index"] = per_video[0]["crop_index"]
+    arrays["videos"] = np.asarray(paths, dtype=str)
+    arrays.update(extractor.settings())
+    with files.open_file(args.out, "wb") as f:
+        np.savez(f, **arrays)
+    print(
+        f"wrote {args.out}: {len(paths)} videos x {arrays['clip_features'].shape[1]} "
+        f"views, features {arrays['features'].shape}"
+    )
+    if failures:
+        print(f"{failures} of {len(args.videos)} videos could not be read", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
