@@ -91,7 +91,7 @@ class FeatureExtractor:
 
     def video_features(self, path: str) -> dict[str, np.ndarray]:
         """{name: (V, ...)} for one file; VideoDecodeError if it cannot be read."""
-        views = self.predictor.views(path)
+        views = self.predictor.read_views(path)
         out = self.predictor.in_batches(self._step, views["video"])
         out["clip_index"] = views["clip_index"]
         out["crop_index"] = views["crop_index"]

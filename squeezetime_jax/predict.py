@@ -126,13 +126,13 @@ class Predictor:
         """Logits of (V, T, C, C, 3) uint8 views."""
         return self.in_batches(self._predict, video)
 
-    def views(self, path: str) -> dict[str, np.ndarray]:
+    def read_views(self, path: str) -> dict[str, np.ndarray]:
         """The file's views under this protocol; VideoDecodeError if it is unreadable."""
         return video_views(read_video_bytes(path), self.data_config, self.protocol)
 
     def probabilities(self, path: str) -> np.ndarray:
         """Mean softmax over the views; VideoDecodeError if the file is unreadable."""
-        return softmax(self.view_logits(self.views(path)["video"])).mean(axis=0)
+        return softmax(self.view_logits(self.read_views(path)["video"])).mean(axis=0)
 
 
 def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[dict]:
