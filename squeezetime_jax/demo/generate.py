@@ -18,10 +18,11 @@ import multiprocessing
 import os
 from typing import Sequence
 
-import av
 import numpy as np
 import tqdm
 
+from squeezetime_jax.data import lists as video_lists
+from squeezetime_jax.data.video_encode import encode_video
 from squeezetime_jax.demo import scenes
 
 SPLITS = ("train", "val", "test")
@@ -94,17 +95,13 @@ def plan_split(split: str, count: int, seed: int) -> list[VideoJob]:
 
 def encode_mp4(path: str, frames: np.ndarray, fps: int) -> None:
     """H.264 (yuv420p) mp4 of uint8 (T, H, W, 3) frames at `fps`."""
-    with av.open(path, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        stream.codec_context.thread_count = 1  # parallelism comes from worker processes
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    encode_video(
+        path,
+        frames,
+        fps=fps,
+        options={"crf": "20", "preset": "veryfast"},
+        threads=1,  # parallelism comes from worker processes
+    )
 
 
 def job_frames(job: VideoJob) -> np.ndarray:
@@ -162,12 +159,13 @@ def generate_dataset(
     bar.close()
     lists = {}
     for split, plan in plans.items():
-        lists[split] = os.path.join(out_dir, f"{split}_list.txt")
-        with open(lists[split], "w", encoding="utf-8") as f:
-            f.writelines(f"{job.relpath} {job.label}\n" for job in plan)
-    classes = os.path.join(out_dir, "classes.txt")
-    with open(classes, "w", encoding="utf-8") as f:
-        f.write("\n".join(scenes.CLASSES) + "\n")
+        lists[split] = video_lists.write_list(
+            os.path.join(out_dir, f"{split}_list.txt"),
+            [(job.relpath, job.label) for job in plan],
+        )
+    classes = video_lists.write_class_names(
+        os.path.join(out_dir, "classes.txt"), scenes.CLASSES
+    )
     info = {
         "root": root,
         "lists": lists,
