@@ -11,7 +11,6 @@ Every video is a pure function of (seed, split, index).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import multiprocessing
@@ -21,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import tqdm
 
+from squeezetime_jax import cli
 from squeezetime_jax.data import lists as video_lists
 from squeezetime_jax.data.video_encode import encode_video
 from squeezetime_jax.demo import scenes
@@ -178,20 +178,24 @@ def generate_dataset(
     return info
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.demo.generate", __doc__)
+OUT = FLAGS.string("out", None, "Output directory.", required=True)
+TRAIN = FLAGS.integer("train", 800, "Training videos.")
+VAL = FLAGS.integer("val", 100, "Validation videos.")
+TEST = FLAGS.integer("test", 200, "Test videos.")
+SEED = FLAGS.integer("seed", 0, "Seed of the scenes.")
+WORKERS = FLAGS.integer("workers", None, "Encoding processes (default: up to 2).")
+
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--train", type=int, default=800)
-    p.add_argument("--val", type=int, default=100)
-    p.add_argument("--test", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
-    args = p.parse_args(argv)
+    if positional := FLAGS.parse(argv):
+        raise cli.UsageError(f"unexpected arguments: {positional}")
     info = generate_dataset(
-        args.out,
-        {"train": args.train, "val": args.val, "test": args.test},
-        seed=args.seed,
-        workers=args.workers,
+        OUT.value,
+        {"train": TRAIN.value, "val": VAL.value, "test": TEST.value},
+        seed=SEED.value,
+        workers=WORKERS.value,
     )
     print(json.dumps(info, indent=2))
     return 0
