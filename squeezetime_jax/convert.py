@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def from_torch(args) -> None:
-    from squeezetime_jax.checkpoints.restore import load_torch_checkpoint, save_converted
+    from squeezetime_jax.checkpoints.converted import save_converted
+    from squeezetime_jax.interop.torch_checkpoints import load_torch_checkpoint
 
     if args.drop_head and args.num_classes is None:
         raise ValueError("--drop-head needs --num-classes N")
@@ -77,7 +78,7 @@ def from_torch(args) -> None:
 
 
 def from_release(args) -> None:
-    from squeezetime_jax.checkpoints.restore import save_converted
+    from squeezetime_jax.checkpoints.converted import save_converted
     from squeezetime_jax.interop import release
 
     conversion = release.load(args.name)
@@ -88,10 +89,10 @@ def from_release(args) -> None:
 
 
 def to_torch(args) -> None:
-    from squeezetime_jax.checkpoints.restore import save_torch_checkpoint
-    from squeezetime_jax.inference.loading import load_variables
+    from squeezetime_jax.checkpoints.restore import restore
+    from squeezetime_jax.interop.torch_checkpoints import save_torch_checkpoint
 
-    conversion = load_variables(args.input)
+    conversion = restore(args.input)
     save_torch_checkpoint(
         args.output,
         conversion.variables,

@@ -36,7 +36,6 @@ import numpy as np
 
 from squeezetime_jax import files
 from squeezetime_jax.data.normalize import normalize_on_device
-from squeezetime_jax.models import build_model
 from squeezetime_jax.predict import Predictor, add_view_arguments, parse_views
 from squeezetime_jax.runtime.compile_options import compiler_options
 
@@ -67,7 +66,8 @@ def parse_stages(text: str | None) -> list[str]:
 
 
 class FeatureExtractor:
-    """Per-view features of video files (the views of `Predictor`)."""
+    """Per-view features of video files: the views and the loaded model of `Predictor`
+    (squeezetime_jax.inference.model), run with `return_features`."""
 
     def __init__(
         self,
@@ -78,21 +78,39 @@ class FeatureExtractor:
         **view_options,
     ):
         self.predictor = Predictor(checkpoint, **view_options)
+        self.model = self.predictor.model
         self.stages = list(stages)
         self._step = jax.jit(
             functools.partial(
                 feature_step,
-                model=build_model(self.predictor.model_config),
+                model=self.model.module,
                 stages=tuple(self.stages),
                 spatial=spatial,
             ),
-            compiler_options=compiler_options(),
+            compiler_options=compiler_options(self.model.device.platform),
         )
+
+    def view_features(self, video: np.ndarray) -> dict[str, np.ndarray]:
+        """{name: (V, ...) float32} of (V, T, C, C, 3) uint8 views, in fixed-size
+        batches (one compile)."""
+        size = self.predictor.batch_size
+        parts = []
+        for start in range(0, len(video), size):
+            chunk = video[start : start + size]
+            padded = np.zeros((size,) + chunk.shape[1:], chunk.dtype)
+            padded[: len(chunk)] = chunk
+            out = self._step(
+                self.model.variables, {"video": jax.device_put(padded, self.model.device)}
+            )
+            parts.append(
+                {k: np.asarray(v, np.float32)[: len(chunk)] for k, v in out.items()}
+            )
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def video_features(self, path: str) -> dict[str, np.ndarray]:
         """{name: (V, ...)} for one file; VideoDecodeError if it cannot be read."""
         views = self.predictor.read_views(path)
-        out = self.predictor.in_batches(self._step, views["video"])
+        out = self.view_features(views["video"])
         out["clip_index"] = views["clip_index"]
         out["crop_index"] = views["crop_index"]
         return out

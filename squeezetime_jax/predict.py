@@ -17,7 +17,6 @@ be a released checkpoint's name (k400, k600, hmdb51).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from typing import Sequence
@@ -29,9 +28,7 @@ from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
 from squeezetime_jax.evaluation.scoring import softmax
-from squeezetime_jax.models import build_model
-from squeezetime_jax.runtime.compile_options import compiler_options
-from squeezetime_jax.training.step import predict_step
+from squeezetime_jax.inference.model import load
 
 
 def parse_views(text: str) -> tuple[int, int]:
@@ -60,9 +57,9 @@ def read_class_file(path: str, num_classes: int) -> list[str]:
 
 def default_class_names(checkpoint: str, num_classes: int) -> list[str]:
     """The names stored with a checkpoint, the shipped K400 names, or class_<i>."""
-    from squeezetime_jax.inference.loading import load_variables
+    from squeezetime_jax.checkpoints.restore import restore
 
-    return load_variables(checkpoint).metadata.class_names_for(num_classes)
+    return restore(checkpoint).metadata.class_names_for(num_classes)
 
 
 class Predictor:
@@ -77,17 +74,13 @@ class Predictor:
         crop_size: int | None = None,
         batch_size: int | None = None,
     ):
-        from squeezetime_jax.inference.loading import (
-            load_variables,
-        )  # torch only for .pth files
-
-        conversion = load_variables(checkpoint)
-        self.model_config = conversion.config
-        self.metadata = conversion.metadata
-        self.class_names = self.metadata.class_names_for(self.model_config.num_classes)
+        # The default device: an accelerator where there is one.
+        self.model = load(checkpoint, device=jax.devices()[0])
+        self.model_config = self.model.config
+        self.class_names = self.model.class_names
         self.data_config = default_data_config()
         # The clip settings stored with the checkpoint; the arguments override them.
-        self.metadata.apply_to_data_config(self.data_config)
+        self.model.metadata.apply_to_data_config(self.data_config)
         self.data_config.num_frames = self.model_config.num_frames
         overrides = {"base": "test"}
         if views:
@@ -101,30 +94,10 @@ class Predictor:
         self.protocol = eval_protocol(self.data_config, overrides)
         self.views = (self.protocol.num_clips, self.protocol.num_crops)
         self.batch_size = batch_size or self.views[0] * self.views[1]
-        self.variables = jax.device_put(conversion.variables)
-        self._predict = jax.jit(
-            functools.partial(predict_step, model=build_model(self.model_config)),
-            compiler_options=compiler_options(),
-        )
-
-    def in_batches(self, fn, video: np.ndarray):
-        """`fn(variables, {'video': batch})` over (V, T, C, C, 3) uint8 views, in
-        fixed-size batches (one compile); its outputs (arrays or a dict of arrays)
-        concatenated as float32 over the V views."""
-        out = []
-        for start in range(0, len(video), self.batch_size):
-            chunk = video[start : start + self.batch_size]
-            padded = np.zeros((self.batch_size,) + chunk.shape[1:], chunk.dtype)
-            padded[: len(chunk)] = chunk
-            result = jax.device_get(fn(self.variables, {"video": padded}))
-            out.append(
-                jax.tree.map(lambda a, n=len(chunk): np.asarray(a, np.float32)[:n], result)
-            )
-        return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
 
     def view_logits(self, video: np.ndarray) -> np.ndarray:
-        """Logits of (V, T, C, C, 3) uint8 views."""
-        return self.in_batches(self._predict, video)
+        """Logits of (V, T, C, C, 3) uint8 views, in fixed-size batches (one compile)."""
+        return self.model.pixel_logits(video, self.batch_size)
 
     def read_views(self, path: str) -> dict[str, np.ndarray]:
         """The file's views under this protocol; VideoDecodeError if it is unreadable."""

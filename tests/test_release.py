@@ -148,7 +148,7 @@ def test_convert_from_release_and_init_from_resolution(cache, served, tmp_path):
     _, built = served
     out = tmp_path / "hmdb51"
     assert convert_cli.main(["from-release", "hmdb51", str(out)]) == 0
-    converted = restore.restore_converted(out)
+    converted = restore.restore(out)
     assert converted.config.num_classes == 51
     stored = metadata_lib.read(out)
     assert stored.protocols["test"]["short_side"] == 286

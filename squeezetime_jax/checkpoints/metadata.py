@@ -240,17 +240,21 @@ def read(directory: files.PathLike) -> Metadata | None:
     return Metadata.from_json(payload, path)
 
 
-def read_workdir(workdir: files.PathLike) -> Metadata:
-    """A train.py workdir's record: metadata.json, else what its config.json says (with
-    the class names of its dataset when that is on this machine)."""
+def read_workdir(
+    workdir: files.PathLike, train_config: Mapping[str, Any] | None = None
+) -> Metadata:
+    """A train.py workdir's record: metadata.json, else what its config.json (or the
+    `train_config` read from it) says, with the class names of its dataset when that
+    is on this machine."""
     stored = read(workdir)
     if stored is not None:
         return stored
-    config_path = files.join(workdir, _TRAIN_CONFIG_FILE)
-    try:
-        config = files.read_json(config_path)
-    except (OSError, json.JSONDecodeError):
-        return Metadata()
+    config = train_config
+    if config is None:
+        try:
+            config = files.read_json(files.join(workdir, _TRAIN_CONFIG_FILE))
+        except (OSError, json.JSONDecodeError):
+            return Metadata()
     names = None
     data = config.get("data") or {}
     try:

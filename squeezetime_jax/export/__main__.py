@@ -4,8 +4,8 @@
       --out DIR [--frames 16 --size 224] [--raw-input] [--int8]
 
 PATH is a released-layout .pth, a converted checkpoint directory, a train.py workdir
-or a released checkpoint's name (k400...). The export info carries the checkpoint's
-class names and clip settings. Writes a .pth
+(its latest checkpoint) or a released checkpoint's name (k400...). The export info
+carries the checkpoint's class names and clip settings. Writes a .pth
 state_dict and a torch.export .pt2 (pytorch), an XNNPACK-lowered ExecuTorch .pte
 (executorch; with --int8 also a PT2E int8 one) and an .onnx (onnx). Inputs are float32
 (1, 3, T, H, W), normalized, or 0..255 pixels with --raw-input. Exits non-zero when a
@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="released-layout .pth or converted checkpoint directory",
+        help="released-layout .pth, converted checkpoint directory or train.py workdir "
+        "(its latest checkpoint)",
     )
     parser.add_argument(
         "--format",

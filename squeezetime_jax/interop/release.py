@@ -257,7 +257,7 @@ def resolve(text: str | os.PathLike, **kwargs) -> str:
 def load(name: str, **kwargs):
     """A released checkpoint as a `Conversion`, with the class names and clip settings
     of the released recipe where the file carries none."""
-    from squeezetime_jax.checkpoints.restore import load_torch_checkpoint
+    from squeezetime_jax.interop.torch_checkpoints import load_torch_checkpoint
 
     release = get(name)
     path = fetch(name, **kwargs)
