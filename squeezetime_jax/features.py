@@ -25,7 +25,6 @@ A video that cannot be read is reported on stderr and left out; the exit status 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from typing import Sequence
@@ -34,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from squeezetime_jax import files
+from squeezetime_jax import cli, files
 from squeezetime_jax.data.normalize import normalize_on_device
-from squeezetime_jax.predict import Predictor, add_view_arguments, parse_views
+from squeezetime_jax.predict import Predictor, define_view_flags, parse_views
 from squeezetime_jax.runtime.compile_options import compiler_options
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -129,41 +128,43 @@ class FeatureExtractor:
         }
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.features", __doc__)
+CHECKPOINT, VIEWS, SHORT_SIDE, CROP_SIZE, BATCH_SIZE = define_view_flags(FLAGS)
+OUT = FLAGS.string("out", None, "Output .npz file (local or gs://).", required=True)
+STAGES_FLAG = FLAGS.string(
+    "stages", "", f"Also save these stages, comma-separated: {', '.join(STAGES)}."
+)
+SPATIAL = FLAGS.boolean(
+    "spatial", False, "Keep the --stages maps' H x W instead of averaging over space."
+)
+
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m squeezetime_jax.features", description=__doc__.split("\n\n")[0]
-    )
-    add_view_arguments(parser)
-    parser.add_argument("--out", required=True, help="output .npz file")
-    parser.add_argument(
-        "--stages",
-        default="",
-        help=f"also save these stages, comma-separated: {', '.join(STAGES)}",
-    )
-    parser.add_argument(
-        "--spatial",
-        action="store_true",
-        help="keep the --stages maps' H x W instead of averaging over space",
-    )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO")
-    args = parser.parse_args(argv)
+    videos = FLAGS.parse(argv)
+    if not videos:
+        raise cli.UsageError("no VIDEO given")
+    try:
+        stages = parse_stages(STAGES_FLAG.value)
+        views = parse_views(VIEWS.value) if VIEWS.value else None
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
     try:
         extractor = FeatureExtractor(
-            args.checkpoint,
-            stages=parse_stages(args.stages),
-            spatial=args.spatial,
-            views=parse_views(args.views) if args.views else None,
-            short_side=args.short_side,
-            crop_size=args.crop_size,
-            batch_size=args.batch_size,
+            CHECKPOINT.value,
+            stages=stages,
+            spatial=SPATIAL.value,
+            views=views,
+            short_side=SHORT_SIDE.value,
+            crop_size=CROP_SIZE.value,
+            batch_size=BATCH_SIZE.value,
         )
-    except (ValueError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
     except Exception as error:  # checkpoint errors name the file
-        parser.exit(2, f"error: {type(error).__name__}: {error}\n")
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
 
     per_video, paths, failures = [], [], 0
-    for path in args.videos:
+    for path in videos:
         try:
             per_video.append(extractor.video_features(path))
         except Exception as error:  # one bad file must not stop the others
@@ -184,14 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrays["crop_index"] = per_video[0]["crop_index"]
     arrays["videos"] = np.asarray(paths, dtype=str)
     arrays.update(extractor.settings())
-    with files.open_file(args.out, "wb") as f:
+    with files.open_file(OUT.value, "wb") as f:
         np.savez(f, **arrays)
     print(
-        f"wrote {args.out}: {len(paths)} videos x {arrays['clip_features'].shape[1]} "
+        f"wrote {OUT.value}: {len(paths)} videos x {arrays['clip_features'].shape[1]} "
         f"views, features {arrays['features'].shape}"
     )
     if failures:
-        print(f"{failures} of {len(args.videos)} videos could not be read", file=sys.stderr)
+        print(f"{failures} of {len(videos)} videos could not be read", file=sys.stderr)
     return 1 if failures else 0
 
 

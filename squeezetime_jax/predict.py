@@ -1,6 +1,6 @@
 """Classifies video files with a SqueezeTime checkpoint.
 
-    python -m squeezetime_jax.predict --checkpoint PATH [--classes classes.txt] \
+    python -m squeezetime_jax.predict --checkpoint PATH [--classes classes.txt]
         [--views 10x3] [--json] VIDEO [VIDEO ...]
 
 For each video, the top-5 classes with their probabilities (softmax averaged
@@ -16,7 +16,6 @@ be a released checkpoint's name (k400, k600, hmdb51).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Sequence
@@ -24,6 +23,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from squeezetime_jax import cli
 from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
@@ -116,64 +116,77 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> 
     ]
 
 
-def add_view_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint and the view flags, shared with squeezetime_jax.features."""
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="training workdir, converted checkpoint directory, .pth or a released "
-        "checkpoint's name (k400, k600, hmdb51)",
+def define_view_flags(flags: cli.Flags) -> tuple:
+    """--checkpoint and the view flags (checkpoint, views, short_side, crop_size,
+    batch_size holders), shared with squeezetime_jax.features."""
+    return (
+        flags.string(
+            "checkpoint",
+            None,
+            "Training workdir, converted checkpoint directory or .pth (local or gs://), "
+            "or a released checkpoint's name (k400, k600, hmdb51).",
+            required=True,
+        ),
+        flags.string(
+            "views",
+            None,
+            "CLIPSxCROPS (default: the checkpoint's test protocol, else 10x3); 1x1 is "
+            "one centre clip.",
+        ),
+        flags.integer(
+            "short_side",
+            None,
+            "Resize the short side to this (default: the checkpoint's, else 224).",
+        ),
+        flags.integer(
+            "crop_size", None, "Crop size (default: the checkpoint's, else 224)."
+        ),
+        flags.integer("batch_size", None, "Views per forward pass (all views)."),
     )
-    parser.add_argument(
-        "--views",
-        default=None,
-        help="CLIPSxCROPS (default: the checkpoint's test protocol, else 10x3; 1x1 "
-        "is one centre clip)",
-    )
-    parser.add_argument(
-        "--short_side",
-        type=int,
-        help="resize the short side to this (default: the checkpoint's, else 224)",
-    )
-    parser.add_argument(
-        "--crop_size", type=int, help="crop size (default: the checkpoint's, else 224)"
-    )
-    parser.add_argument("--batch_size", type=int, help="views per forward pass")
+
+
+FLAGS = cli.Flags("python -m squeezetime_jax.predict", __doc__)
+CHECKPOINT, VIEWS, SHORT_SIDE, CROP_SIZE, BATCH_SIZE = define_view_flags(FLAGS)
+CLASSES = FLAGS.string("classes", None, "Class names, one per line, in label order.")
+TOP_K = FLAGS.integer("top_k", 5, "Classes listed per video.")
+JSON = FLAGS.boolean("json", False, "One JSON object per line.")
+
+
+def _fail(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m squeezetime_jax.predict", description=__doc__.split("\n\n")[0]
-    )
-    add_view_arguments(parser)
-    parser.add_argument("--classes", help="class names, one per line, in label order")
-    parser.add_argument("--top_k", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("videos", nargs="+", metavar="VIDEO")
-    args = parser.parse_args(argv)
     try:
-        views = parse_views(args.views) if args.views else None
+        videos = FLAGS.parse(argv)
+    except cli.UsageError as error:
+        _fail(str(error))
+    if not videos:
+        _fail("no VIDEO given")
+    try:
+        views = parse_views(VIEWS.value) if VIEWS.value else None
         predictor = Predictor(
-            args.checkpoint,
+            CHECKPOINT.value,
             views=views,
-            short_side=args.short_side,
-            crop_size=args.crop_size,
-            batch_size=args.batch_size,
+            short_side=SHORT_SIDE.value,
+            crop_size=CROP_SIZE.value,
+            batch_size=BATCH_SIZE.value,
         )
         num_classes = predictor.model_config.num_classes
         names = (
-            read_class_file(args.classes, num_classes)
-            if args.classes
+            read_class_file(CLASSES.value, num_classes)
+            if CLASSES.value
             else predictor.class_names
         )
         views = predictor.views
     except (ValueError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
+        _fail(str(error))
     except Exception as error:  # checkpoint errors name the file
-        parser.exit(2, f"error: {type(error).__name__}: {error}\n")
+        _fail(f"{type(error).__name__}: {error}")
 
     failures = 0
-    for path in args.videos:
+    for path in videos:
         try:
             probabilities = predictor.probabilities(path)
         except Exception as error:  # one bad file must not stop the others
@@ -183,13 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if isinstance(error, VideoDecodeError)
                 else f"{type(error).__name__}: {error}"
             )
-            if args.json:
+            if JSON.value:
                 print(json.dumps({"video": path, "error": reason}), flush=True)
             else:
                 print(f"{path}: error: {reason}", flush=True)
             continue
-        best = top_k(probabilities, names, args.top_k)
-        if args.json:
+        best = top_k(probabilities, names, TOP_K.value)
+        if JSON.value:
             print(
                 json.dumps({"video": path, "views": views[0] * views[1], "top": best}),
                 flush=True,
@@ -200,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {entry['probability']:7.2%}  {entry['class']}")
             sys.stdout.flush()
     if failures:
-        print(f"{failures} of {len(args.videos)} videos could not be read", file=sys.stderr)
+        print(f"{failures} of {len(videos)} videos could not be read", file=sys.stderr)
     return 1 if failures else 0
 
 
