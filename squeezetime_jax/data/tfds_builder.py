@@ -30,6 +30,7 @@ VERSION = "1.0.0"
 CONFIGS = {
     "kinetics400": ("Kinetics-400 train/val/test lists.", 400),
     "kinetics600": ("Kinetics-600 train/val/test lists.", 600),
+    "kinetics700": ("Kinetics-700 train/val/test lists.", 700),
     "hmdb51_split1": ("HMDB51, official split 1.", 51),
     "hmdb51_split2": ("HMDB51, official split 2.", 51),
     "hmdb51_split3": ("HMDB51, official split 3.", 51),
