@@ -317,7 +317,8 @@ def prepare_dataset_beam(
     if files.exists(summary_path):  # a finished run of the same plan
         logging.info("%s is complete", out_dir)
         return files.read_json(summary_path)
-    todo = [s for s in plan_shards(plan) if not files.exists(shard_files(work_dir, s)[1])]
+    finished = set(files.listdir(work_dir))  # one listing, not a request per shard
+    todo = [s for s in plan_shards(plan) if f"{s.name}.json" not in finished]
     logging.info("%d of %d shards to write", len(todo), len(plan_shards(plan)))
     if todo:
         options = PipelineOptions(list(pipeline_args))

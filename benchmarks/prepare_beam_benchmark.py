@@ -1,0 +1,159 @@
+"""Preparation cost: Beam's DirectRunner vs the local process pool, videos per CPU-second.
+
+Writes N realistic H.264 files (the input benchmark's textured moving content), then
+prepares the same list with `python -m squeezetime_jax.data.prepare` both ways, each
+run a fresh process whose CPU time (user + system, its worker processes included) is
+read from the OS:
+
+  * local: the default process pool, --workers W;
+  * beam: --runner=DirectRunner with --direct_num_workers W (W > 1 runs Beam's
+    multi-processing mode: SDK worker processes fed over gRPC).
+
+A command also pays a fixed start-up (imports; Beam's is larger), so each way is run
+on one video too: the marginal rate, (N - 1) videos over the difference in CPU, is what
+a job of many videos sees; the total rate includes the start-up once.
+
+  python benchmarks/prepare_beam_benchmark.py [--videos 32] [--size 340x256]
+      [--seconds 10] [--workers 1,2] [--reencode short_side=256,gop=32] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pipeline_benchmark import write_realistic_h264  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_prepare(args: list[str]) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one prepare command in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "squeezetime_jax.data.prepare", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"prepare {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--videos", type=int, default=32)
+    p.add_argument("--size", default="340x256", help="WIDTHxHEIGHT of the sources")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each source")
+    p.add_argument("--workers", default="1", help="comma-separated worker counts")
+    p.add_argument(
+        "--reencode", default="", help="prepare's --reencode ('' = original bytes)"
+    )
+    p.add_argument("--videos_per_shard", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    tmp = tempfile.mkdtemp(prefix="prepare_beam_bench_")
+    root = os.path.join(tmp, "videos")
+    os.makedirs(root)
+    frames = int(round(args.seconds * 25))
+    for i in range(args.videos):
+        write_realistic_h264(
+            os.path.join(root, f"v{i:04d}.mp4"), width, height, frames, seed=i
+        )
+    lists = {}
+    for n in (1, args.videos):
+        lists[n] = os.path.join(tmp, f"train_{n}.txt")
+        with open(lists[n], "w") as f:
+            f.writelines(f"v{i:04d}.mp4 {i % 3}\n" for i in range(n))
+
+    def command(way: str, workers: int, n: int) -> list[str]:
+        out = os.path.join(tmp, "out")
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = ["--list", lists[n], "--root", root, "--out", out]
+        if args.reencode:
+            cmd += ["--reencode", args.reencode]
+        if way == "local":
+            return cmd + ["--workers", str(workers)]
+        cmd += ["--runner=DirectRunner", f"--videos_per_shard={args.videos_per_shard}"]
+        cmd += [f"--direct_num_workers={workers}"]
+        if workers > 1:
+            cmd += ["--direct_running_mode=multi_processing"]
+        return cmd
+
+    results = []
+    for workers in (int(w) for w in args.workers.split(",")):
+        for way in ("local", "beam"):
+            runs = {1: [], args.videos: []}
+            for _ in range(args.repeats):  # interleaved, so drifting load hits both sizes
+                for n in runs:
+                    runs[n].append(run_prepare(command(way, workers, n)))
+            cpu1 = statistics.median(c for c, _ in runs[1])
+            cpu_n = statistics.median(c for c, _ in runs[args.videos])
+            wall_n = statistics.median(w for _, w in runs[args.videos])
+            row = {
+                "way": way,
+                "workers": workers,
+                "startup_cpu_s": round(cpu1, 2),
+                "cpu_s": round(cpu_n, 2),
+                "wall_s": round(wall_n, 2),
+                "videos_per_cpu_s": round(args.videos / cpu_n, 3),
+                "marginal_videos_per_cpu_s": round((args.videos - 1) / (cpu_n - cpu1), 3),
+            }
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    print(
+        "\n| way | workers | CPU s, 1 video | CPU s, all | wall s | videos/CPU-s | "
+        "marginal videos/CPU-s |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    for r in results:
+        print(
+            f"| {r['way']} | {r['workers']} | {r['startup_cpu_s']} | {r['cpu_s']} | "
+            f"{r['wall_s']} | {r['videos_per_cpu_s']} | {r['marginal_videos_per_cpu_s']} |"
+        )
+    for workers in sorted({r["workers"] for r in results}):
+        local, beam = (
+            next(r for r in results if r["way"] == w and r["workers"] == workers)
+            for w in ("local", "beam")
+        )
+        for key in ("videos_per_cpu_s", "marginal_videos_per_cpu_s"):
+            overhead = local[key] / beam[key] - 1
+            print(f"workers={workers}: Beam CPU overhead ({key}) {overhead:+.1%}")
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "videos": args.videos,
+        "size": args.size,
+        "seconds": args.seconds,
+        "reencode": args.reencode,
+        "results": results,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(meta, f, indent=2)
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
