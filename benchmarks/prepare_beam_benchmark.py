@@ -2,8 +2,8 @@
 
 Writes N realistic H.264 files (the input benchmark's textured moving content), then
 prepares the same list with `python -m squeezetime_jax.data.prepare` both ways, each
-run a fresh process whose CPU time (user + system, its worker processes included) is
-read from the OS:
+run a fresh process whose CPU time (user + system, all its descendant processes
+included) is read from the OS:
 
   * local: the default process pool, --workers W;
   * beam: --runner=DirectRunner with --direct_num_workers W (W > 1 runs Beam's
@@ -20,6 +20,7 @@ a job of many videos sees; the total rate includes the start-up once.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -38,8 +39,30 @@ from pipeline_benchmark import write_realistic_h264  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def become_subreaper() -> None:
+    """Makes descendants whose parent exits without waiting for them (Beam's SDK workers
+    are started through a shell and killed) our children, so that their CPU time is
+    counted once we reap them (Linux; PR_SET_CHILD_SUBREAPER)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def reap_descendants(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # none left
+        if pid == 0:
+            time.sleep(0.05)
+    raise RuntimeError("descendants of the prepare command still run")
+
+
 def run_prepare(args: list[str]) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one prepare command in a fresh process."""
+    reap_descendants()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     env = {
@@ -52,6 +75,7 @@ def run_prepare(args: list[str]) -> tuple[float, float]:
         capture_output=True,
         text=True,
     )
+    reap_descendants()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -69,10 +93,11 @@ def main() -> None:
     p.add_argument(
         "--reencode", default="", help="prepare's --reencode ('' = original bytes)"
     )
-    p.add_argument("--videos_per_shard", type=int, default=8)
+    p.add_argument("--videos_per_shard", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
+    become_subreaper()
     width, height = (int(v) for v in args.size.split("x"))
     tmp = tempfile.mkdtemp(prefix="prepare_beam_bench_")
     root = os.path.join(tmp, "videos")

@@ -298,8 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     tfds.disable_progress_bar()  # our bar counts videos with a known total instead
     try:
         if args.runner:
-            from squeezetime_jax.data import beam_prepare  # needs the `beam` extra
-
+            try:
+                from squeezetime_jax.data import beam_prepare
+            except ImportError as e:
+                print(
+                    f"error: --runner needs Apache Beam (pip install -e '.[beam]'): {e}",
+                    file=sys.stderr,
+                )
+                return 2
             summary = beam_prepare.prepare_dataset_beam(
                 args.list,
                 args.root,
