@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def from_torch(args) -> None:
-    from squeezetime_jax.interop.checkpoints import load_torch_checkpoint, save_converted
+    from squeezetime_jax.checkpoints.converted import save_converted
+    from squeezetime_jax.interop.torch_checkpoints import load_torch_checkpoint
 
     if args.drop_head and args.num_classes is None:
         raise ValueError("--drop-head needs --num-classes N")
@@ -67,10 +68,10 @@ def from_torch(args) -> None:
 
 
 def to_torch(args) -> None:
-    from squeezetime_jax.interop.checkpoints import save_torch_checkpoint
-    from squeezetime_jax.loading import load_variables
+    from squeezetime_jax.checkpoints.restore import restore
+    from squeezetime_jax.interop.torch_checkpoints import save_torch_checkpoint
 
-    conversion = load_variables(args.input)
+    conversion = restore(args.input)
     save_torch_checkpoint(
         args.output,
         conversion.variables,

@@ -15,7 +15,6 @@ with the package for a 400-class model.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from typing import Sequence
@@ -23,13 +22,11 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
-from squeezetime_jax.models import build_model
-from squeezetime_jax.training.eval_protocols import softmax
-from squeezetime_jax.training.step import predict_step
+from squeezetime_jax.evaluation.scoring import softmax
+from squeezetime_jax.inference.model import load
 
 
 def parse_views(text: str) -> tuple[int, int]:
@@ -58,14 +55,13 @@ def read_class_file(path: str, num_classes: int) -> list[str]:
 
 def default_class_names(checkpoint: str, num_classes: int) -> list[str]:
     """A training workdir's dataset names, the shipped K400 names, or class_<i>."""
-    from squeezetime_jax.interop.checkpoints import is_training_workdir
+    from squeezetime_jax.checkpoints import workdir
 
-    if is_training_workdir(checkpoint):
+    if workdir.is_workdir(checkpoint):
         try:
             from squeezetime_jax.data import dataset_info
-            from squeezetime_jax.training.eval_checkpoint import read_train_config
 
-            data = read_train_config(checkpoint)["data"]
+            data = workdir.read_config(checkpoint)["data"]
             names = dataset_info(data.get("data_dir"), data["dataset"]).class_names
             if len(names) == num_classes:
                 return names
@@ -90,10 +86,9 @@ class Predictor:
         crop_size: int | None = None,
         batch_size: int | None = None,
     ):
-        from squeezetime_jax.loading import load_variables  # torch only for .pth files
-
-        conversion = load_variables(checkpoint)
-        self.model_config = conversion.config
+        # The default device: an accelerator where there is one.
+        self.model = load(checkpoint, device=jax.devices()[0])
+        self.model_config = self.model.config
         self.data_config = default_data_config()
         self.data_config.num_frames = self.model_config.num_frames
         overrides = {"base": "test", "num_clips": views[0], "num_crops": views[1]}
@@ -105,22 +100,10 @@ class Predictor:
             overrides["crop_size"] = short_side
         self.protocol = eval_protocol(self.data_config, overrides)
         self.batch_size = batch_size or views[0] * views[1]
-        self.variables = jax.device_put(conversion.variables)
-        self._predict = jax.jit(
-            functools.partial(predict_step, model=build_model(self.model_config)),
-            compiler_options=compiler_options(),
-        )
 
     def view_logits(self, video: np.ndarray) -> np.ndarray:
         """Logits of (V, T, C, C, 3) uint8 views, in fixed-size batches (one compile)."""
-        out = []
-        for start in range(0, len(video), self.batch_size):
-            chunk = video[start : start + self.batch_size]
-            padded = np.zeros((self.batch_size,) + chunk.shape[1:], chunk.dtype)
-            padded[: len(chunk)] = chunk
-            logits = self._predict(self.variables, {"video": padded})
-            out.append(np.asarray(logits, np.float32)[: len(chunk)])
-        return np.concatenate(out)
+        return self.model.pixel_logits(video, self.batch_size)
 
     def probabilities(self, path: str) -> np.ndarray:
         """Mean softmax over the views; VideoDecodeError if the file is unreadable."""

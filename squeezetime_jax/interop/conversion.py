@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
-from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop.infer import infer_model_config
 from squeezetime_jax.models import build_model
 from squeezetime_jax.models import model_config as default_model_config

@@ -3,7 +3,8 @@
   python -m squeezetime_jax.export --checkpoint PATH --format {pytorch,executorch,onnx,all}
       --out DIR [--frames 16 --size 224] [--raw-input] [--int8]
 
-PATH is a released-layout .pth or a converted checkpoint directory. Writes a .pth
+PATH is a released-layout .pth, a converted checkpoint directory or a train.py workdir
+(its latest checkpoint). Writes a .pth
 state_dict and a torch.export .pt2 (pytorch), an XNNPACK-lowered ExecuTorch .pte
 (executorch; with --int8 also a PT2E int8 one) and an .onnx (onnx). Inputs are float32
 (1, 3, T, H, W), normalized, or 0..255 pixels with --raw-input. Exits non-zero when a
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="released-layout .pth or converted checkpoint directory",
+        help="released-layout .pth, converted checkpoint directory or train.py workdir "
+        "(its latest checkpoint)",
     )
     parser.add_argument(
         "--format",
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from squeezetime_jax.interop import export
+    from squeezetime_jax.export import mobile as export
 
     formats = export.FORMATS if "all" in args.format else args.format
     try:
