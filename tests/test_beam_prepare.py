@@ -11,8 +11,8 @@ import tensorflow_datasets as tfds
 pytest.importorskip("apache_beam")
 
 from squeezetime_jax.data import beam_prepare, dataset_info, prepare  # noqa: E402
-from squeezetime_jax.data import synthetic_videos as sv  # noqa: E402
-from squeezetime_jax.data.demo_dataset import (  # noqa: E402
+from tests.fixtures import synthetic_videos as sv  # noqa: E402
+from tests.fixtures.demo_dataset import (  # noqa: E402
     CLASSES,
     DATASET,
     write_demo_dataset,  # noqa: E402
@@ -152,8 +152,7 @@ def test_cli_runner_flag_and_pipeline_options(tmp_path, capsys):
     lst = tmp_path / "my_val.txt"
     lst.write_text("a.mp4 1\nb.mp4 0\n")
     args = ["--list", str(lst), "--root", str(root), "--out", str(tmp_path / "out")]
-    with pytest.raises(SystemExit):  # Beam options only go with --runner
-        prepare.main(args + ["--direct_num_workers=1"])
+    assert prepare.main(args + ["--direct_num_workers=1"]) == 2  # Beam's, needs --runner
     assert "--direct_num_workers=1" in capsys.readouterr().err
     beam_args = ["--runner=DirectRunner", "--direct_num_workers=1", "--videos_per_shard=1"]
     assert prepare.main(args + beam_args) == 0

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 
 from configs import k700
 from squeezetime_jax.data import kinetics_lists, prepare
-from squeezetime_jax.data import synthetic_videos as sv
+from tests.fixtures import synthetic_videos as sv
 
 HEADER = ["label", "youtube_id", "time_start", "time_end", "split", "is_cc"]
 TRAIN = [

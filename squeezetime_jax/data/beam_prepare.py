@@ -1,4 +1,4 @@
-"""Dataset preparation as an Apache Beam pipeline, for corpora beyond one machine.
+r"""Dataset preparation as an Apache Beam pipeline, for corpora beyond one machine.
 
     python -m squeezetime_jax.data.prepare --list train.txt --list val=val.txt \
         --root gs://bucket/videos --out gs://bucket/prepared --config kinetics400 \

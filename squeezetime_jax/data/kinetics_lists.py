@@ -1,4 +1,4 @@
-"""Official Kinetics CSV annotations + downloaded clips -> our list and classes files.
+r"""Official Kinetics CSV annotations + downloaded clips -> our list and classes files.
 
     python -m squeezetime_jax.data.kinetics_lists --csv kinetics700_2020/train.csv \
         --csv kinetics700_2020/validate.csv --videos K700_DIR --out LISTS_DIR \
@@ -26,7 +26,6 @@ and prints per-split counts of listed and missing clips. Then:
 
 from __future__ import annotations
 
-import argparse
 import collections
 import csv
 import dataclasses
@@ -35,7 +34,7 @@ import os
 import sys
 from typing import Sequence
 
-from squeezetime_jax import files
+from squeezetime_jax import cli, files
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi")
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
@@ -194,27 +193,35 @@ def make_lists(
     }
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.data.kinetics_lists", __doc__)
+CSVS = FLAGS.multi_string(
+    "csv", None, "An official annotation CSV (repeatable: train, validate).", required=True
+)
+VIDEOS = FLAGS.string("videos", None, "Directory of the downloaded clips.", required=True)
+OUT = FLAGS.string("out", None, "Directory for the list files.", required=True)
+CLASSES = FLAGS.string(
+    "classes", None, "Class names in label order, one per line (default: sorted)."
+)
+
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--csv", action="append", required=True, help="official annotations")
-    p.add_argument("--videos", required=True, help="directory of downloaded clips")
-    p.add_argument("--out", required=True, help="directory for the list files")
-    p.add_argument("--classes", help="class names in label order (default: sorted)")
-    args = p.parse_args(argv)
+    if positional := FLAGS.parse(argv):
+        raise cli.UsageError(f"unexpected arguments: {positional}")
     try:
-        counts = make_lists(args.csv, args.videos, args.out, classes=args.classes)
+        counts = make_lists(CSVS.value, VIDEOS.value, OUT.value, classes=CLASSES.value)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{counts['classes']} classes -> {files.join(args.out, 'classes.txt')}")
+    print(f"{counts['classes']} classes -> {files.join(OUT.value, 'classes.txt')}")
     for split, c in counts["splits"].items():
         total = c["listed"] + c["missing"]
         print(
             f"  {split}: {c['listed']} of {total} clips on disk, {c['missing']} missing "
-            f"-> {files.join(args.out, split + '.txt')}"
+            f"-> {files.join(OUT.value, split + '.txt')}"
         )
     if any(c["missing"] for c in counts["splits"].values()):
-        print(f"missing clips: {files.join(args.out, 'missing.csv')}")
+        print(f"missing clips: {files.join(OUT.value, 'missing.csv')}")
     return 0
 
 

@@ -21,7 +21,6 @@ scales out on a cluster and resumes when re-run; the output is the same.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -33,7 +32,7 @@ from typing import Sequence
 import tensorflow_datasets as tfds
 import tqdm
 
-from squeezetime_jax import files
+from squeezetime_jax import cli, files
 from squeezetime_jax.data import reencode as reencode_lib
 from squeezetime_jax.data import tfds_builder
 
@@ -264,40 +263,55 @@ def prepare_dataset(
     return tally.write(os.fspath(builder.data_dir), out_dir, config, reencode)
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.data.prepare", __doc__)
+LISTS = FLAGS.multi_string(
+    "list",
+    None,
+    "[SPLIT=]LIST: an annotation list of 'relative/path label' lines (repeatable, one "
+    "per split); without SPLIT= the split comes from the file name (train/val/test), "
+    "else train.",
+    required=True,
+)
+ROOT = FLAGS.string(
+    "root", None, "Directory the list paths are relative to.", required=True
+)
+OUT = FLAGS.string("out", None, "Output TFDS data_dir.", required=True)
+CLASSES = FLAGS.string("classes", None, "Class names, one per line; line i names label i.")
+CONFIG = FLAGS.enum(
+    "config", "custom", list(tfds_builder.CONFIGS), "Dataset config (class count, name)."
+)
+WORKERS = FLAGS.integer(
+    "workers", 1, "Processes that check and encode videos in parallel on this machine."
+)
+OVERWRITE = FLAGS.boolean("overwrite", False, "Replace an existing dataset in --out.")
+REENCODE = FLAGS.string(
+    "reencode",
+    None,
+    "short_side=256,gop=32,...: store an H.264 re-encode (keys short_side, gop, "
+    "bframes, crf, preset, tune) instead of the original bytes.",
+)
+RUNNER = FLAGS.string(
+    "runner",
+    None,
+    "Run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+    "FlinkRunner, SparkRunner...) instead of the local pool; flags not listed here are "
+    "then Beam pipeline options, given as --name=value (docs/data.md).",
+)
+VIDEOS_PER_SHARD = FLAGS.integer(
+    "videos_per_shard",
+    256,
+    "With --runner: videos per output shard, the unit of work and of resuming.",
+)
+
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--list", action="append", required=True, metavar="[SPLIT=]LIST")
-    p.add_argument("--root", required=True, help="directory the list paths are relative to")
-    p.add_argument("--out", required=True, help="output TFDS data_dir")
-    p.add_argument("--classes", help="class names, one per line, line i = label i")
-    p.add_argument("--config", default="custom", choices=list(tfds_builder.CONFIGS))
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument(
-        "--reencode",
-        metavar="short_side=256,gop=32",
-        help="store an H.264 re-encode (keys short_side, gop, bframes, crf, preset) "
-        "instead of the original bytes",
-    )
-    p.add_argument(
-        "--runner",
-        help="run as an Apache Beam pipeline on this runner (DirectRunner, "
-        "DataflowRunner, FlinkRunner, SparkRunner...) instead of the local pool; the "
-        "arguments not listed here are passed to Beam as pipeline options "
-        "(see beam_prepare.py)",
-    )
-    p.add_argument(
-        "--videos_per_shard",
-        type=int,
-        default=256,
-        help="with --runner: videos per output shard, the unit of work and of resuming",
-    )
-    args, beam_args = p.parse_known_args(argv)
-    if beam_args and not args.runner:
-        p.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    rest = FLAGS.parse(argv, known_only=True)
+    if rest and not RUNNER.value:
+        raise cli.UsageError(f"unexpected arguments: {rest} (Beam options need --runner)")
     tfds.disable_progress_bar()  # our bar counts videos with a known total instead
     try:
-        if args.runner:
+        if RUNNER.value:
             try:
                 from squeezetime_jax.data import beam_prepare
             except ImportError as e:
@@ -307,27 +321,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 2
             summary = beam_prepare.prepare_dataset_beam(
-                args.list,
-                args.root,
-                args.out,
-                classes=args.classes,
-                config=args.config,
-                overwrite=args.overwrite,
-                reencode=args.reencode,
-                videos_per_shard=args.videos_per_shard,
-                runner=args.runner,
-                pipeline_args=beam_args,
+                LISTS.value,
+                ROOT.value,
+                OUT.value,
+                classes=CLASSES.value,
+                config=CONFIG.value,
+                overwrite=OVERWRITE.value,
+                reencode=REENCODE.value,
+                videos_per_shard=VIDEOS_PER_SHARD.value,
+                runner=RUNNER.value,
+                pipeline_args=rest,
             )
         else:
             summary = prepare_dataset(
-                args.list,
-                args.root,
-                args.out,
-                classes=args.classes,
-                config=args.config,
-                workers=args.workers,
-                overwrite=args.overwrite,
-                reencode=args.reencode,
+                LISTS.value,
+                ROOT.value,
+                OUT.value,
+                classes=CLASSES.value,
+                config=CONFIG.value,
+                workers=WORKERS.value,
+                overwrite=OVERWRITE.value,
+                reencode=REENCODE.value,
             )
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
