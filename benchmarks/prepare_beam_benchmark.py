@@ -129,14 +129,14 @@ def main() -> None:
 
     results = []
     for workers in (int(w) for w in args.workers.split(",")):
+        runs = {(way, n): [] for way in ("local", "beam") for n in (1, args.videos)}
+        for _ in range(args.repeats):  # interleaved, so drifting load hits every case
+            for way, n in runs:
+                runs[way, n].append(run_prepare(command(way, workers, n)))
         for way in ("local", "beam"):
-            runs = {1: [], args.videos: []}
-            for _ in range(args.repeats):  # interleaved, so drifting load hits both sizes
-                for n in runs:
-                    runs[n].append(run_prepare(command(way, workers, n)))
-            cpu1 = statistics.median(c for c, _ in runs[1])
-            cpu_n = statistics.median(c for c, _ in runs[args.videos])
-            wall_n = statistics.median(w for _, w in runs[args.videos])
+            cpu1 = statistics.median(c for c, _ in runs[way, 1])
+            cpu_n = statistics.median(c for c, _ in runs[way, args.videos])
+            wall_n = statistics.median(w for _, w in runs[way, args.videos])
             row = {
                 "way": way,
                 "workers": workers,
@@ -145,6 +145,7 @@ def main() -> None:
                 "wall_s": round(wall_n, 2),
                 "videos_per_cpu_s": round(args.videos / cpu_n, 3),
                 "marginal_videos_per_cpu_s": round((args.videos - 1) / (cpu_n - cpu1), 3),
+                "runs": runs[way, args.videos],
             }
             results.append(row)
             print(json.dumps(row), flush=True)
