@@ -278,7 +278,7 @@ def test_cli_drop_head_and_errors(tmp_path, tiny_pth, capsys):
         == 1
     )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--drop-head" in err
+    assert err.count("\n") == 1 and "--drop_head" in err
     assert (
         convert_cli.main(
             [
@@ -297,7 +297,7 @@ def test_cli_drop_head_and_errors(tmp_path, tiny_pth, capsys):
     assert (
         convert_cli.main(["from-torch", str(path), str(tmp_path / "c"), "--drop-head"]) == 1
     )
-    assert "--num-classes" in capsys.readouterr().err
+    assert "--num_classes" in capsys.readouterr().err
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
