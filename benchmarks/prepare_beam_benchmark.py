@@ -11,10 +11,13 @@ included) is read from the OS:
 
 A command also pays a fixed start-up (imports; Beam's is larger), so each way is run
 on one video too: the marginal rate, (N - 1) videos over the difference in CPU, is what
-a job of many videos sees; the total rate includes the start-up once.
+a job of many videos sees; the total rate includes the start-up once. Last, both ways
+are called in rounds inside this process (imports done, one worker each), which
+resolves the per-video cost best when it is small (original bytes).
 
   python benchmarks/prepare_beam_benchmark.py [--videos 32] [--size 340x256]
       [--seconds 10] [--workers 1,2] [--reencode short_side=256,gop=32] [--repeats 3]
+      [--in_process_repeats 5]
 """
 
 from __future__ import annotations
@@ -84,6 +87,52 @@ def run_prepare(args: list[str]) -> tuple[float, float]:
     return cpu, wall
 
 
+def in_process_rates(args, root: str, list_path: str, tmp: str) -> dict | None:
+    """Both ways called in this process, imports done: videos per CPU-second of the
+    work itself (one worker; the DirectRunner runs its worker threads in-process)."""
+    if not args.in_process_repeats:
+        return None
+    import tensorflow_datasets as tfds
+
+    from squeezetime_jax.data import beam_prepare, prepare
+
+    tfds.disable_progress_bar()
+    out = os.path.join(tmp, "in_process")
+    reencode = args.reencode or None
+
+    def local():
+        prepare.prepare_dataset(
+            [list_path], root, out, overwrite=True, progress=False, reencode=reencode
+        )
+
+    def beam():
+        beam_prepare.prepare_dataset_beam(
+            [list_path],
+            root,
+            out,
+            overwrite=True,
+            reencode=reencode,
+            videos_per_shard=args.videos_per_shard,
+        )
+
+    cpu = {"local": [], "beam": []}
+    for repeat in range(args.in_process_repeats + 1):  # the first round warms up
+        for way, call in (("local", local), ("beam", beam)):
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            call()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            if repeat:
+                cpu[way].append(round(used, 3))
+    rates = {w: round(args.videos / statistics.median(c), 2) for w, c in cpu.items()}
+    print(
+        f"in one process, {args.videos} videos, median of {args.in_process_repeats}: "
+        f"local {rates['local']} videos/CPU-s, beam {rates['beam']} videos/CPU-s, "
+        f"Beam CPU overhead {rates['local'] / rates['beam'] - 1:+.1%}  (CPU s: {cpu})"
+    )
+    return {"videos_per_cpu_s": rates, "cpu_s": cpu}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--videos", type=int, default=32)
@@ -94,7 +143,10 @@ def main() -> None:
         "--reencode", default="", help="prepare's --reencode ('' = original bytes)"
     )
     p.add_argument("--videos_per_shard", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="rounds of fresh commands")
+    p.add_argument(
+        "--in_process_repeats", type=int, default=5, help="rounds of in-process calls"
+    )
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     become_subreaper()
@@ -128,7 +180,7 @@ def main() -> None:
         return cmd
 
     results = []
-    for workers in (int(w) for w in args.workers.split(",")):
+    for workers in (int(w) for w in args.workers.split(",")) if args.repeats else ():
         runs = {(way, n): [] for way in ("local", "beam") for n in (1, args.videos)}
         for _ in range(args.repeats):  # interleaved, so drifting load hits every case
             for way, n in runs:
@@ -149,16 +201,17 @@ def main() -> None:
             }
             results.append(row)
             print(json.dumps(row), flush=True)
-    print(
-        "\n| way | workers | CPU s, 1 video | CPU s, all | wall s | videos/CPU-s | "
-        "marginal videos/CPU-s |\n|---|---:|---:|---:|---:|---:|---:|"
-    )
+    if results:
+        print(
+            "\n| way | workers | CPU s, 1 video | CPU s, all | wall s | videos/CPU-s | "
+            "marginal videos/CPU-s |\n|---|---:|---:|---:|---:|---:|---:|"
+        )
     for r in results:
         print(
             f"| {r['way']} | {r['workers']} | {r['startup_cpu_s']} | {r['cpu_s']} | "
             f"{r['wall_s']} | {r['videos_per_cpu_s']} | {r['marginal_videos_per_cpu_s']} |"
         )
-    for workers in sorted({r["workers"] for r in results}):
+    for workers in sorted({r["workers"] for r in results}) if results else ():
         local, beam = (
             next(r for r in results if r["way"] == w and r["workers"] == workers)
             for w in ("local", "beam")
@@ -166,7 +219,9 @@ def main() -> None:
         for key in ("videos_per_cpu_s", "marginal_videos_per_cpu_s"):
             overhead = local[key] / beam[key] - 1
             print(f"workers={workers}: Beam CPU overhead ({key}) {overhead:+.1%}")
+    in_process = in_process_rates(args, root, lists[args.videos], tmp)
     meta = {
+        "in_process": in_process,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "videos": args.videos,
