@@ -35,7 +35,8 @@ import numpy as np
 
 from squeezetime_jax import cli, files
 from squeezetime_jax.data.normalize import normalize_on_device
-from squeezetime_jax.predict import Predictor, define_view_flags, parse_views
+from squeezetime_jax.inference.videos import Predictor, parse_views
+from squeezetime_jax.predict import define_view_flags
 from squeezetime_jax.runtime.compile_options import compiler_options
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
