@@ -2,7 +2,7 @@
 # Creates ./.venv if missing and installs the project with its extras.
 # Re-running is cheap: the install is skipped while pyproject.toml is unchanged.
 #
-#   bash scripts/setup_env.sh          # CPU machine: torch,test,export,demo,gcs
+#   bash scripts/setup_env.sh          # CPU machine: torch,test,export,demo,beam,gcs
 #   bash scripts/setup_env.sh tpu      # Cloud TPU VM: jax[tpu] and gcsfs, no torch
 #
 # Python 3.11 is required. In tpu mode, when no python3.11 is on the PATH (TPU VM
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-cpu}"
 case "$MODE" in
-  cpu) DEFAULT_EXTRAS="torch,test,export,demo,gcs" ;;
+  cpu) DEFAULT_EXTRAS="torch,test,export,demo,beam,gcs" ;;
   tpu) DEFAULT_EXTRAS="tpu" ;;
   *) echo "usage: $0 [cpu|tpu]" >&2; exit 2 ;;
 esac

@@ -156,7 +156,7 @@ def test_train_resume_eval_watch_and_convert_on_gs(gcs, data_url, tmp_path):
     )
     import jax
 
-    from squeezetime_jax.inference.loading import load_variables
+    from squeezetime_jax.checkpoints.restore import restore as load_variables
 
     from_pth = load_variables(exported).variables  # read back from gs:// through torch
     from_workdir = load_variables(workdir).variables

@@ -238,7 +238,8 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
         json.dump(_training_settings(quick, overrides), f)
     cmd = [
         _python(),
-        os.path.join(REPO, "train.py"),
+        "-m",
+        "squeezetime_jax.train",
         f"--config={config_arg(quick)}",
         f"--workdir={paths.train}",
         f"--config.data.data_dir={paths.prepared}",
@@ -254,7 +255,8 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
 def stage_eval(paths: DemoPaths, quick: bool) -> dict:
     cmd = [
         _python(),
-        os.path.join(REPO, "eval.py"),
+        "-m",
+        "squeezetime_jax.evaluate",
         f"--config={config_arg(quick)}",
         f"--checkpoint={paths.train}",
         f"--data={paths.prepared}",
@@ -317,11 +319,10 @@ def stage_report(
         os.path.join(paths.report, "confusion_matrix.png"),
     )
     example = _example_video(paths)
-    size = test["protocol"]["short_side"]
+    # The .pth carries the class names and clip settings of the training run.
     predict = (
         f"{_display_python()} -m squeezetime_jax.predict --checkpoint {paths.pth} "
-        f"--classes {os.path.join(paths.data, 'classes.txt')} --short_side {size} "
-        f"--crop_size {test['protocol']['crop_size']} {example['path']}"
+        f"{example['path']}"
     )
     summary = {
         "quick": quick,

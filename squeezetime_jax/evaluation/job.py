@@ -18,7 +18,7 @@ import io
 import json
 import os
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import jax
 import ml_collections
@@ -27,16 +27,12 @@ from absl import logging
 
 from squeezetime_jax import data as data_lib
 from squeezetime_jax import files
+from squeezetime_jax.checkpoints import workdir as workdir_lib
+from squeezetime_jax.checkpoints.restore import Restored, restore
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET
 from squeezetime_jax.evaluation import evaluator as evaluation
 from squeezetime_jax.evaluation import scoring as eval_protocols
-from squeezetime_jax.evaluation.checkpoint import (
-    EvalCheckpoint,
-    read_train_config,
-    restore_for_eval,
-    training_steps,
-)
 from squeezetime_jax.models import build_model
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.metrics_writer import MetricWriter
@@ -73,12 +69,23 @@ def protocol_name(protocol: str | Mapping[str, Any]) -> str:
 
 
 def eval_data_config(
-    config: ml_collections.ConfigDict, model_config, data_dir: str | None = None
+    config: ml_collections.ConfigDict,
+    model_config,
+    data_dir: str | None = None,
+    metadata=None,
+    config_overrides: Iterable[str] = (),
 ) -> ml_collections.ConfigDict:
-    """The config's data section for this checkpoint: its data_dir and frame count."""
+    """The config's data section for this checkpoint: its data_dir and frame count, and
+    the clip settings stored with the checkpoint (frame interval, val/test short side,
+    crop, clips and crops), except those in `config_overrides` (dotted config keys
+    such as "data.test.short_side", given on the command line)."""
     data_config = ml_collections.ConfigDict(config.data.to_dict())
     if data_dir:
         data_config.data_dir = data_dir
+    if metadata is not None:
+        keep = [k[len("data.") :] for k in config_overrides if k.startswith("data.")]
+        for change in metadata.apply_to_data_config(data_config, keep):
+            logging.info("data.%s (stored with the checkpoint)", change)
     if data_config.num_frames != model_config.num_frames:
         # The network's input channels are 3 x frames: the checkpoint decides.
         logging.info(
@@ -106,15 +113,23 @@ def _progress(batches: Iterable[dict], total_views: int, enabled: bool) -> Itera
             bar.update(min(seen, bar.total - bar.n))
 
 
+# Rewrites a host batch ({'video': (B, T, H, W, 3), ...}) before evaluation.
+BatchTransform = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
 def evaluate_views(
     evaluator: evaluation.Evaluator,
     variables: Any,
     dataset: data_lib.EvalDataset,
     progress: bool = False,
+    batch_transform: BatchTransform | None = None,
 ) -> dict[str, np.ndarray]:
     """Logits and indices of every view of `dataset`, from all processes, sorted."""
     total = dataset.num_videos * dataset.views_per_video
-    batches = _progress(dataset, total, progress and jax.process_index() == 0)
+    batches: Iterable[dict] = dataset
+    if batch_transform is not None:
+        batches = map(batch_transform, batches)
+    batches = _progress(batches, total, progress and jax.process_index() == 0)
     views = evaluation.gather_views(
         evaluator.evaluate(variables, batches, keep_views=True).views
     )
@@ -130,7 +145,9 @@ def sort_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 @dataclasses.dataclass
-class EvalOutput:
+class EvalResult:
+    """One evaluation: metrics.json's contents and predictions.npz's arrays."""
+
     metrics: dict[str, Any]
     arrays: dict[str, np.ndarray]  # the contents of predictions.npz
 
@@ -140,7 +157,7 @@ def summarize(
     dataset: data_lib.EvalDataset,
     num_classes: int,
     class_names: list[str] | None = None,
-) -> EvalOutput:
+) -> EvalResult:
     """Per-video averages and accuracies; unreadable videos are counted, not scored."""
     p = dataset.protocol
     scores = eval_protocols.average_views(
@@ -181,17 +198,16 @@ def summarize(
     }
     if class_names is not None:
         arrays["class_names"] = np.asarray(class_names, dtype=str)
-    return EvalOutput(metrics, arrays)
+    return EvalResult(metrics, arrays)
 
 
-def write_outputs(output_dir: str, output: EvalOutput) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **output.arrays)
-    files.write_bytes(files.join(output_dir, PREDICTIONS_FILE), buffer.getvalue())
-    # metrics.json last: its presence says the step's outputs are complete.
+def write_outputs(output_dir: str, output: EvalResult) -> None:
     files.write_text(
         files.join(output_dir, METRICS_FILE), json.dumps(output.metrics, indent=2) + "\n"
     )
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **output.arrays)
+    files.write_bytes(files.join(output_dir, PREDICTIONS_FILE), buffer.getvalue())
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
@@ -221,8 +237,10 @@ class CheckpointEvaluator:
         batch_size: int | None = None,
         mesh=None,
         progress: bool = True,
+        config_overrides: Iterable[str] = (),
     ):
         self.config = config
+        self.config_overrides = tuple(config_overrides)
         self.protocol = protocol
         self.data_dir = data_dir
         self.batch_size = batch_size or config.eval_batch_size
@@ -243,26 +261,52 @@ class CheckpointEvaluator:
         return self._evaluator
 
     def evaluate(
-        self, checkpoint: EvalCheckpoint, output_dir: str | None = None
-    ) -> EvalOutput:
-        data_config = eval_data_config(self.config, checkpoint.model_config, self.data_dir)
+        self,
+        checkpoint: Restored,
+        output_dir: str | None = None,
+        batch_transform: BatchTransform | None = None,
+    ) -> EvalResult:
+        """Scores `checkpoint`; `batch_transform` (if given) rewrites each host batch
+        before it reaches the devices (e.g. shuffling the frames of every view)."""
+        data_config = eval_data_config(
+            self.config,
+            checkpoint.config,
+            self.data_dir,
+            checkpoint.metadata,
+            self.config_overrides,
+        )
         info = data_lib.dataset_info(data_config.data_dir, data_config.dataset)
-        num_classes = checkpoint.model_config.num_classes
+        num_classes = checkpoint.config.num_classes
         if info.num_classes != num_classes:
             raise ValueError(
                 f"dataset {data_config.dataset} in {data_config.data_dir!r} has "
                 f"{info.num_classes} classes but the checkpoint {checkpoint.source} "
                 f"predicts {num_classes}"
             )
-        evaluator = self._evaluator_for(checkpoint.model_config)
+        evaluator = self._evaluator_for(checkpoint.config)
         dataset = data_lib.make_eval_dataset(
             data_config,
             batch_size_per_process=self.batch_size // jax.process_count(),
             protocol=self.protocol,
         )
         start = time.perf_counter()
-        views = evaluate_views(evaluator, checkpoint.variables, dataset, self.progress)
+        views = evaluate_views(
+            evaluator, checkpoint.variables, dataset, self.progress, batch_transform
+        )
         seconds = time.perf_counter() - start
+        stored_names = checkpoint.metadata.class_names
+        if stored_names and list(stored_names) != list(info.class_names):
+            logging.warning(
+                "the checkpoint %s names its classes otherwise than dataset %s "
+                "(first difference at label %d); scores use the dataset's labels",
+                checkpoint.source,
+                data_config.dataset,
+                next(
+                    i
+                    for i, (a, b) in enumerate(zip(stored_names, info.class_names))
+                    if a != b
+                ),  # the lengths are equal: both are the model's classes
+            )
         output = summarize(views, dataset, num_classes, info.class_names)
         output.metrics.update(
             {
@@ -285,8 +329,8 @@ def default_output_dir(checkpoint: str, protocol: str | Mapping, step: int | Non
     checkpoint = files.absolute(checkpoint)
     if step is not None:  # a training workdir: results live next to its checkpoints
         return files.join(checkpoint, "eval", name, f"step_{step}")
-    base = os.path.splitext(os.path.basename(checkpoint.rstrip("/" + os.sep)))[0]
-    return os.path.abspath(f"eval_{base}_{name}")
+    base = os.path.splitext(files.path(checkpoint).name)[0]
+    return files.absolute(f"eval_{base}_{name}")
 
 
 def evaluate_checkpoint(
@@ -299,18 +343,28 @@ def evaluate_checkpoint(
     output_dir: str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
-) -> EvalOutput:
-    """Evaluates one checkpoint (workdir, converted directory or .pth) and writes results."""
+    batch_transform: BatchTransform | None = None,
+    config_overrides: Iterable[str] = (),
+) -> EvalResult:
+    """Evaluates one checkpoint (workdir, converted directory, .pth or a released
+    checkpoint's name) and writes results.
+
+    `batch_transform` rewrites each batch before the model sees it (see
+    `CheckpointEvaluator.evaluate`); the demo's shuffled-frames run is one.
+    `config_overrides`: the dotted config keys set on the command line, which win over
+    the clip settings stored with the checkpoint (see `eval_data_config`).
+    """
     runner = CheckpointEvaluator(
         config,
         protocol=protocol,
         data_dir=data_dir,
         batch_size=batch_size,
         progress=progress,
+        config_overrides=config_overrides,
     )
-    restored = restore_for_eval(checkpoint, runner.mesh, step)
+    restored = restore(checkpoint, step, mesh_lib.replicated(runner.mesh))
     output_dir = output_dir or default_output_dir(checkpoint, protocol, restored.step)
-    output = runner.evaluate(restored, output_dir)
+    output = runner.evaluate(restored, output_dir, batch_transform)
     output.metrics["output_dir"] = output_dir
     if jax.process_index() == 0:
         print(format_metrics(output.metrics), flush=True)
@@ -368,6 +422,7 @@ def watch(
     batch_size: int | None = None,
     output_root: str | None = None,
     progress: bool = True,
+    config_overrides: Iterable[str] = (),
 ) -> dict[int, dict[str, Any]]:
     """Evaluates each new checkpoint of a training workdir as it appears.
 
@@ -377,7 +432,7 @@ def watch(
     `output_root/step_<N>` (default WORKDIR/eval/<protocol>). Returns {step: metrics}.
     """
     workdir = files.absolute(workdir)
-    last = final_step(read_train_config(workdir))
+    last = final_step(workdir_lib.read_config(workdir))
     name = protocol_name(protocol)
     output_root = output_root or files.join(workdir, "eval", name)
     runner = CheckpointEvaluator(
@@ -386,6 +441,7 @@ def watch(
         data_dir=data_dir,
         batch_size=batch_size,
         progress=progress,
+        config_overrides=config_overrides,
     )
     # A local workdir's metrics.jsonl takes the eval lines too (appends do not clash
     # with the trainer's). GCS objects are replaced whole, so on gs:// the trainer
@@ -399,7 +455,7 @@ def watch(
     last_new = time.monotonic()
     try:
         while True:
-            new = [s for s in training_steps(workdir) if s not in results]
+            new = [s for s in workdir_lib.complete_steps(workdir) if s not in results]
             timed_out = not new and time.monotonic() - last_new > timeout
             new, timed_out = _agree(new, timed_out)
             if timed_out:
@@ -410,7 +466,7 @@ def watch(
                 continue
             for step in new:
                 try:
-                    restored = restore_for_eval(workdir, runner.mesh, step)
+                    restored = restore(workdir, step, mesh_lib.replicated(runner.mesh))
                 except Exception as error:  # deleted by max_to_keep since it was listed
                     logging.warning("skipping step %d: %s", step, error)
                     results[step] = {"error": str(error)}

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
+from squeezetime_jax.checkpoints.metadata import Metadata
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.infer import infer_model_config
 from squeezetime_jax.models import build_model
@@ -34,11 +35,13 @@ _PROBE_SIZE = 64
 
 @dataclasses.dataclass
 class Conversion:
-    """A converted checkpoint: Flax variables, the model config, and what was done."""
+    """A converted checkpoint: Flax variables, the model config, what was done, and the
+    class names and clip settings that travel with the weights."""
 
     variables: Variables
     config: ml_collections.ConfigDict
     notes: list[str] = dataclasses.field(default_factory=list)
+    metadata: Metadata = dataclasses.field(default_factory=Metadata)
 
 
 def make_model_config(fields: Mapping[str, Any]) -> ml_collections.ConfigDict:
@@ -102,7 +105,7 @@ def from_torch(
             raise CheckpointMismatchError(
                 source,
                 missing=["cls_head.fc_cls.weight", "cls_head.fc_cls.bias"],
-                hint="Pass drop_head (--drop-head --num-classes N) "
+                hint="Pass drop_head (--drop_head --num_classes N) "
                 "to initialize a new head",
             )
         fields["num_classes"] = fields["num_classes"] or num_classes
@@ -119,7 +122,7 @@ def from_torch(
                 f"cls_head.fc_cls.weight (has {config.num_classes} classes, "
                 f"{num_classes} requested)"
             ],
-            hint="Pass drop_head (--drop-head) to replace the head",
+            hint="Pass drop_head (--drop_head) to replace the head",
         )
 
     expected = expected_variables(config)
@@ -152,7 +155,7 @@ def from_torch(
     if missing or unexpected or wrong:
         hint = ""
         if any(p[1] == naming.HEAD for p in flat if tuple(flat[p].shape) != expected[p]):
-            hint = "The head has another number of classes: pass drop_head (--drop-head)"
+            hint = "The head has another number of classes: pass drop_head (--drop_head)"
         raise CheckpointMismatchError(source, missing, unexpected, wrong, hint)
     for path, value in flat.items():
         if not np.issubdtype(value.dtype, np.floating):

@@ -67,19 +67,14 @@ class _MetadataTolerantPickle:
         return _MetadataTolerantPickle.Unpickler(file, **kwargs).load()
 
 
-def _torch_load(path: str):
-    data = files.read_bytes(path) if files.is_url(path) else None
-
-    def source():  # gs://...: torch reads the bytes from memory, a fresh stream each try
-        return path if data is None else io.BytesIO(data)
-
+def _torch_load(data: bytes):
     try:
-        return torch.load(source(), map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as safe_error:
         # Unknown metadata classes: retry with tensors-only unpickling (see above).
         try:
             return torch.load(
-                source(),
+                io.BytesIO(data),
                 map_location="cpu",
                 weights_only=False,
                 pickle_module=_MetadataTolerantPickle,
@@ -94,11 +89,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Accepts a bare state_dict, {'state_dict': ...} or {'model': ...}, with or without a
     `module.` (DataParallel) prefix on every key.
     """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], object]:
+    """(state_dict as in `read_state_dict`, the file's `meta` entry or None)."""
     path = os.fspath(path)
     if not files.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     try:
-        obj = _torch_load(path)
+        obj = _torch_load(files.read_bytes(path))
     except Exception as error:  # a damaged file fails anywhere inside the unpickler
         lines = str(error).strip().splitlines()
         detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
@@ -106,7 +106,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"{path}: not a readable PyTorch checkpoint (truncated or "
             f"another format; {detail})"
         ) from None
-    return extract_state_dict(obj, path)
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    return extract_state_dict(obj, path), meta
 
 
 def extract_state_dict(obj, source: str = "checkpoint") -> dict[str, np.ndarray]:
@@ -145,12 +146,6 @@ def write_checkpoint(
         for k, v in state_dict.items()
     )
     obj = tensors if plain else {"state_dict": tensors, "meta": dict(meta or {})}
-    if files.is_url(path):  # one upload of the whole file
-        buffer = io.BytesIO()
-        torch.save(obj, buffer)
-        files.write_bytes(path, buffer.getvalue())
-        return
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    torch.save(obj, path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    files.write_bytes(path, buffer.getvalue())

@@ -9,7 +9,6 @@ along the mesh's data axis, each process feeding its own part.
 from __future__ import annotations
 
 import functools
-import json
 import signal
 import time
 
@@ -21,7 +20,9 @@ from absl import logging
 
 from squeezetime_jax import data as data_lib
 from squeezetime_jax import files
-from squeezetime_jax.checkpoints import workdir as checkpointing
+from squeezetime_jax.checkpoints import metadata as metadata_lib
+from squeezetime_jax.checkpoints import workdir as workdir_lib
+from squeezetime_jax.checkpoints.restore import restore
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
 from squeezetime_jax.evaluation import evaluator as evaluation
@@ -113,11 +114,10 @@ def _train_input(config, seed: int):
 
 
 def _init_from(state: TrainState, config) -> TrainState:
-    from squeezetime_jax.inference.loading import (
-        load_variables,
-    )  # imports torch only for .pth files
+    from squeezetime_jax.interop import release
 
-    source = load_variables(config.init_from).variables
+    # `release:NAME` -> the released file, downloaded once into the cache.
+    source = restore(release.resolve(config.init_from)).variables
     target = jax.device_get(state.variables)
     merged, report = merge_pretrained(
         target,
@@ -138,6 +138,14 @@ def _init_from(state: TrainState, config) -> TrainState:
     return state.replace(params=params, batch_stats=batch_stats)
 
 
+def _write_metadata(workdir: str, config) -> None:
+    """metadata.json: the class names and clip settings that travel with the weights."""
+    names = None
+    if config.data.dataset != RANDOM_DATASET:
+        names = data_lib.dataset_info(config.data.data_dir, config.data.dataset).class_names
+    metadata_lib.write(workdir, metadata_lib.from_train_config(config, names))
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -153,10 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---------------------------------------------------------------- logging
     writer = MetricWriter(workdir)
     if is_chief:
-        files.write_text(
-            files.join(workdir, "config.json"),
-            json.dumps(config.to_dict(), indent=2, default=str),
-        )
+        workdir_lib.write_config(workdir, config.to_dict())
 
     # ---------------------------------------------------------------- mesh
     mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
@@ -173,6 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     steps_per_epoch = max(num_train // config.batch_size, 1)
     total_steps = resolve_steps(config, "total", steps_per_epoch)
     train_iter = iter(train_ds)
+    if is_chief:
+        _write_metadata(workdir, config)
 
     # ---------------------------------------------------------------- model and optimizer
     model = build_model(config.model)
@@ -201,17 +208,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
 
     # ---------------------------------------------------------------- checkpoint restore
-    manager = checkpointing.make_manager(
+    manager = workdir_lib.make_manager(
         workdir, max_to_keep=config.keep_checkpoints, async_save=config.async_checkpointing
     )
     latest = manager.latest_step()
     if latest is not None:
-        target = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
-        state = checkpointing.restore(manager, latest, target, train_iter)
+        target = workdir_lib.abstract_with_shardings(abstract_state, state_shardings)
+        state = workdir_lib.restore(manager, latest, target, train_iter)
         logging.info("resumed from step %d", latest)
         if is_chief:
             print(
-                f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {latest}",
+                f"resumed from {workdir_lib.checkpoint_dir(workdir)} at step {latest}",
                 flush=True,
             )
     else:
@@ -278,7 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 raise NonFiniteLossError(
                     f"loss is {scalars['loss']} at step {step}; stopping. The last good "
                     f"checkpoint is step {manager.latest_step()} in "
-                    f"{checkpointing.checkpoint_dir(workdir)}"
+                    f"{workdir_lib.checkpoint_dir(workdir)}"
                 )
         if at_log:
             now = time.perf_counter()
@@ -298,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 )
             last_log_time, last_log_step = time.perf_counter(), step
         if at_save or preempted:
-            checkpointing.save(manager, step, state, train_iter, force=True)
+            workdir_lib.save(manager, step, state, train_iter, force=True)
         if evaluator is not None and (step % eval_every == 0 or step == total_steps):
             run_validation(step)
         if preempted:
