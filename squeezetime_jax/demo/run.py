@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 
-from squeezetime_jax.demo import generate, report, scenes
+from squeezetime_jax.demo import generate, scenes
+from squeezetime_jax.evaluation import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "demo.py")
@@ -293,28 +294,36 @@ def stage_report(
 ) -> dict:
     os.makedirs(paths.report, exist_ok=True)
     chance = 1.0 / len(scenes.CLASSES)
-    records = report.read_metrics(os.path.join(paths.train, "metrics.jsonl"))
-    curves = report.plot_training_curves(
+    records = report.read_metrics(os.path.join(paths.train, report.METRICS_JSONL))
+    ordered = report.load_eval_output(paths.eval_test, "test 10x3")
+    shuffled_output = report.load_eval_output(paths.eval_shuffled, "test 10x3, shuffled")
+    confusion = report.plot_confusion(
+        [ordered.confusion(), shuffled_output.confusion()],
+        [
+            f"test, 10 clips x 3 crops: top-1 {test['top1']:.1%}",
+            f"same, frames shuffled: top-1 {shuffled_metrics['top1']:.1%} (chance {chance:.0%})",
+        ],
+        ordered.class_names,
+        os.path.join(paths.report, "confusion_matrix.png"),
+    )
+    # report.md: the numbers behind the figures (the library's, as for any run).
+    markdown = report.write_report(
+        paths.train,
+        out_dir=paths.report,
+        eval_dirs={
+            "test 10x3": paths.eval_test,
+            "test 10x3, frames shuffled": paths.eval_shuffled,
+        },
+        confusion_figures=False,
+        extra_figures={"confusion matrices": os.path.basename(confusion)},
+        title="SqueezeTime demo",
+    ).markdown
+    curves = report.plot_training_curves(  # the demo's curves: with test and chance lines
         records,
         os.path.join(paths.report, "training_curves.png"),
         chance=chance,
         test_top1=test["top1"],
         shuffled_top1=shuffled_metrics["top1"],
-    )
-    ordered_cm, names = report.predictions_confusion(
-        os.path.join(paths.eval_test, "predictions.npz")
-    )
-    shuffled_cm, _ = report.predictions_confusion(
-        os.path.join(paths.eval_shuffled, "predictions.npz")
-    )
-    confusion = report.plot_confusion(
-        [ordered_cm, shuffled_cm],
-        [
-            f"test, 10 clips x 3 crops: top-1 {test['top1']:.1%}",
-            f"same, frames shuffled: top-1 {shuffled_metrics['top1']:.1%} (chance {chance:.0%})",
-        ],
-        names,
-        os.path.join(paths.report, "confusion_matrix.png"),
     )
     example = _example_video(paths)
     size = test["protocol"]["short_side"]
@@ -338,6 +347,7 @@ def stage_report(
         "files": {
             "training_curves": curves,
             "confusion_matrix": confusion,
+            "report": markdown,
             "metrics_test": os.path.join(paths.eval_test, "metrics.json"),
             "metrics_shuffled": os.path.join(paths.eval_shuffled, "metrics.json"),
             "pytorch_checkpoint": paths.pth,
