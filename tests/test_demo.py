@@ -149,10 +149,11 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in (
-        "[1/7] Generating videos",
-        "[3/7] Training",
-        "[5/7] Evaluating with shuffled",
-        "[7/7] Writing the report",
+        "[1/8] Generating videos",
+        "[3/8] Training",
+        "[5/8] Evaluating with shuffled",
+        "[7/8] Exporting for mobile",
+        "[8/8] Writing the report",
     ):
         assert stage in result.stdout
     summary = json.loads((workdir / "report" / "summary.json").read_text())

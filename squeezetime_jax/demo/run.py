@@ -1,4 +1,5 @@
-"""The demo job: generate -> prepare -> train.py -> eval.py (ordered, shuffled) -> .pth -> report.
+"""The demo job: generate -> prepare -> train.py -> eval.py (ordered, shuffled) -> .pth ->
+mobile export (float32 and int8 ExecuTorch, int8 checked on the test videos) -> report.
 
 Every stage but generation and the shuffled control runs the project's own command
 line in a subprocess (the same path a Kinetics user takes), with its full output in
@@ -31,6 +32,7 @@ STAGES = (
     "Evaluating (test protocol)",
     "Evaluating with shuffled frames",
     "Converting to PyTorch",
+    "Exporting for mobile",
     "Writing the report",
 )
 
@@ -72,6 +74,10 @@ class DemoPaths:
     @property
     def report(self) -> str:
         return self._in("report")
+
+    @property
+    def mobile(self) -> str:
+        return self._in("report", "mobile")
 
     @property
     def pth(self) -> str:
@@ -289,8 +295,66 @@ def stage_convert(paths: DemoPaths) -> None:
     run_command(cmd, os.path.join(paths.logs, "convert.log"))
 
 
+def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
+    """float32 and int8 ExecuTorch programs; int8 calibrated on training clips and
+    checked against float32 on the test videos. None when the export extra is missing."""
+    from squeezetime_jax.export.mobile import MissingExtraError, require_extras
+
+    try:
+        require_extras(["executorch"])
+    except MissingExtraError as error:
+        print(f"  skipped: {error}")
+        return None
+    from configs import demo as demo_config
+
+    config = demo_config.get_config("quick=true" if quick else None)
+    size = config.data.test.crop_size
+    cmd = [
+        _python(),
+        "-m",
+        "squeezetime_jax.export",
+        "--checkpoint",
+        paths.train,
+        "--format",
+        "executorch",
+        "--int8",
+        "--out",
+        paths.mobile,
+        "--frames",
+        str(config.model.num_frames),
+        "--size",
+        str(size),
+        "--frame_interval",
+        str(config.data.frame_interval),
+        "--short_side",
+        str(config.data.test.short_side),
+        "--calibration_data",
+        paths.prepared,
+        "--calibration_split",
+        config.data.train.split,
+        "--check_data",
+        paths.prepared,
+        "--check_split",
+        config.data.test.split,
+    ]
+    run_command(cmd, os.path.join(paths.logs, "export.log"))
+    with open(
+        os.path.join(paths.mobile, "squeezetime_export_info.json"), encoding="utf-8"
+    ) as f:
+        held_out = json.load(f)["int8_vs_float32_held_out"][0]
+    return {
+        k: held_out[k]
+        for k in ("clips", "agreement", "top1", "float32_top1", "accuracy_drop", "path")
+    }
+
+
 def stage_report(
-    paths: DemoPaths, test: dict, shuffled_metrics: dict, timings: dict, quick: bool
+    paths: DemoPaths,
+    test: dict,
+    shuffled_metrics: dict,
+    timings: dict,
+    quick: bool,
+    int8: dict | None = None,
 ) -> dict:
     os.makedirs(paths.report, exist_ok=True)
     chance = 1.0 / len(scenes.CLASSES)
@@ -316,6 +380,7 @@ def stage_report(
         },
         confusion_figures=False,
         extra_figures={"confusion matrices": os.path.basename(confusion)},
+        notes=[_int8_line(int8)],
         title="SqueezeTime demo",
     ).markdown
     curves = report.plot_training_curves(  # the demo's curves: with test and chance lines
@@ -343,6 +408,7 @@ def stage_report(
             k: shuffled_metrics[k]
             for k in ("top1", "top5", "mean_class_accuracy", "num_videos")
         },
+        "int8_vs_float32_test_centre_clips": int8,
         "seconds": timings,
         "files": {
             "training_curves": curves,
@@ -425,11 +491,27 @@ def run_demo(
     banner(6, f"{STAGES[5]} (python -m squeezetime_jax.convert to-torch)")
     timed("convert", stage_convert, paths)
     print(f"  wrote {paths.pth}")
-    banner(7, STAGES[6])
+    banner(
+        7,
+        f"{STAGES[6]} (python -m squeezetime_jax.export --int8): int8 calibrated on "
+        "training clips, checked on the test videos",
+    )
+    int8 = timed("export", stage_export, paths, quick)
+    banner(8, STAGES[7])
     timings["total"] = round(time.perf_counter() - start, 1)
-    summary = stage_report(paths, test, shuffled_metrics, timings, quick)
+    summary = stage_report(paths, test, shuffled_metrics, timings, quick, int8)
     print_summary(summary)
     return summary
+
+
+def _int8_line(int8: dict | None) -> str:
+    if not int8:
+        return "int8 ExecuTorch export: skipped (export extra not installed)"
+    return (
+        f"int8 ExecuTorch, test centre clips:        top-1 {int8['top1']:.1%} vs float32 "
+        f"{int8['float32_top1']:.1%}, agreement {int8['agreement']:.1%} "
+        f"({int8['clips']} clips)"
+    )
 
 
 def print_summary(summary: dict) -> None:
@@ -439,6 +521,7 @@ def print_summary(summary: dict) -> None:
         f"""
 Test videos (held out), 10 clips x 3 crops: top-1 {t["top1"]:.1%}, mean class {t["mean_class_accuracy"]:.1%}
 Same videos, frames shuffled:               top-1 {s["top1"]:.1%} (chance {summary["chance"]:.0%})
+{_int8_line(summary.get("int8_vs_float32_test_centre_clips"))}
 Total time: {summary["seconds"]["total"]:.0f} s ({", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items() if k != "total")})
 
 Report:
@@ -447,6 +530,7 @@ Report:
   metrics             {files["metrics_test"]}
                       {files["metrics_shuffled"]}
   PyTorch checkpoint  {files["pytorch_checkpoint"]}
+  report.md           {files["report"]}
   summary             {os.path.join(os.path.dirname(files["training_curves"]), "summary.json")}
   logs                {files["logs"]}
 

@@ -457,13 +457,15 @@ def write_report(
     curve_marks: Mapping[str, float] | None = None,
     confusion_figures: bool = True,
     extra_figures: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
     title: str | None = None,
 ) -> Report:
     """Writes the figures and report.md of a run; returns what it wrote.
 
     `eval_dirs` (a list, or {name: directory}) replaces the eval outputs found under
     WORKDIR/eval. `extra_figures` ({title: file name in out_dir}) are linked in the
-    markdown as they are (figures a caller drew itself).
+    markdown as they are (figures a caller drew itself); `notes` are lines added at
+    the end.
     """
     out_dir = files.absolute(out_dir or files.join(workdir, REPORT_DIR))
     files.makedirs(out_dir)
@@ -524,6 +526,8 @@ def write_report(
         sections += _eval_section(result, local, top_pairs, per_class_rows)
     for caption, name in (extra_figures or {}).items():
         sections += [f"![{caption}]({name})", ""]
+    if notes:
+        sections += ["## Notes", ""] + [f"- {line}" for line in notes] + [""]
     markdown = files.write_text(
         files.join(out_dir, MARKDOWN), "\n".join(sections).rstrip() + "\n"
     )
