@@ -71,12 +71,12 @@ def _time(run, x, repeats: int, warmup: int) -> list[float]:
 def _conversion(checkpoint):
     import torch
 
-    from squeezetime_jax.inference.loading import load_variables
+    from squeezetime_jax.checkpoints.restore import restore
     from squeezetime_jax.interop.conversion import from_torch
     from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
 
     if checkpoint:
-        return load_variables(checkpoint)
+        return restore(checkpoint)
     torch.manual_seed(0)
     twin = randomize_batchnorm_(SqueezeTimeTorch(), seed=0)
     return from_torch(

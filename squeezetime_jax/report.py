@@ -12,34 +12,38 @@ instead of a matrix. Needs matplotlib (`pip install -e '.[report]'`).
 from __future__ import annotations
 
 import sys
+from typing import Sequence
 
-from absl import app, flags
+from squeezetime_jax import cli
 
-_EVAL_DIRS = flags.DEFINE_multi_string(
+FLAGS = cli.Flags("python -m squeezetime_jax.report", __doc__)
+EVAL_DIRS = FLAGS.multi_string(
     "eval_dir",
     None,
     "Eval output directory (metrics.json, predictions.npz); repeatable. Default: "
     "those under WORKDIR/eval.",
 )
-_OUT = flags.DEFINE_string("out", None, "Output directory (default: WORKDIR/report).")
-_MATRIX = flags.DEFINE_integer(
+OUT = FLAGS.string("out", None, "Output directory (default: WORKDIR/report).")
+MATRIX_CLASSES = FLAGS.integer(
     "matrix_classes", 30, "Largest class count drawn as a confusion matrix."
 )
-_PAIRS = flags.DEFINE_integer("top_pairs", 20, "Most confused pairs listed.")
+TOP_PAIRS = FLAGS.integer("top_pairs", 20, "Most confused pairs listed.")
 
 
-def main(argv):
-    if len(argv) != 2:
-        raise app.UsageError("usage: python -m squeezetime_jax.report WORKDIR [flags]")
+@cli.exit_on_usage_error
+def main(argv: Sequence[str] | None = None) -> int:
+    positional = FLAGS.parse(argv)
+    if len(positional) != 1:
+        raise cli.UsageError(f"expected one WORKDIR, got {positional or 'none'}")
     from squeezetime_jax.evaluation import report
 
     try:
         written = report.write_report(
-            argv[1],
-            out_dir=_OUT.value,
-            eval_dirs=_EVAL_DIRS.value,
-            matrix_classes=_MATRIX.value,
-            top_pairs=_PAIRS.value,
+            positional[0],
+            out_dir=OUT.value,
+            eval_dirs=EVAL_DIRS.value,
+            matrix_classes=MATRIX_CLASSES.value,
+            top_pairs=TOP_PAIRS.value,
         )
     except (FileNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -49,9 +53,5 @@ def main(argv):
     return 0
 
 
-def run():
-    app.run(lambda argv: sys.exit(main(argv)))
-
-
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

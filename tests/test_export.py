@@ -20,7 +20,7 @@ from squeezetime_jax.export.folding import (  # noqa: E402
     fold_batchnorm_,
     fold_input_normalization_,
 )
-from squeezetime_jax.inference.loading import load  # noqa: E402
+from squeezetime_jax.inference.model import load  # noqa: E402
 from squeezetime_jax.interop.torch_model import (  # noqa: E402
     SqueezeTimeTorch,
     randomize_batchnorm_,

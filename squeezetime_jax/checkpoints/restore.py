@@ -1,206 +1,113 @@
-"""Checkpoint files: PyTorch .pth in and out, and converted (Orbax) directories.
+"""The one restore: variables and model config from any checkpoint this library reads.
 
-A converted checkpoint directory holds:
-  model_config.json  the model ConfigDict (squeezetime_jax.models.build_model input)
-  variables/         an Orbax StandardCheckpointer save of {'params', 'batch_stats'}
-  conversion.json    where it came from and what the conversion did
-It restores on CPU with no accelerator, whatever devices it was written from. Training
-workdirs of train.py (config.json + checkpoints/<step>/state) restore the same way.
+    restore(path, step=None, sharding=None) -> Restored
+
+`path` is a train.py workdir (its latest complete step, or `step`), a converted
+directory (checkpoints.converted) or a released-layout PyTorch file, local or gs://.
+Orbax items are restored onto a target built from their stored metadata, so they load
+whatever devices and mesh wrote them. Arrays land on `sharding` (for example replicated
+over an evaluation mesh, on every process) or, by default, on the host CPU. Every
+stored tree is checked key by key against the model before use, with the same strict
+report as a .pth file.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Mapping
+import dataclasses
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from etils import epath
 
+from squeezetime_jax import files
+from squeezetime_jax.checkpoints import converted, workdir
 from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
-from squeezetime_jax.interop.conversion import (
-    Conversion,
-    expected_variables,
-    from_torch,
-    make_model_config,
-    to_torch,
-)
-
-CONFIG_FILE = "model_config.json"
-VARIABLES_DIR = "variables"
-REPORT_FILE = "conversion.json"
-FORMAT = "squeezetime_jax.converted/1"
-TRAIN_CONFIG_FILE = "config.json"  # written by train.py next to checkpoints/
+from squeezetime_jax.interop.conversion import expected_variables, make_model_config
+from squeezetime_jax.interop.torch_checkpoints import TORCH_SUFFIXES, load_torch_checkpoint
 
 
-def load_torch_checkpoint(
-    path: str | os.PathLike,
-    config=None,
-    *,
-    drop_head: bool = False,
-    num_classes: int | None = None,
-    seed: int = 0,
-) -> Conversion:
-    """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`)."""
-    read_state_dict = _torch_io(path).read_state_dict
-    state_dict = read_state_dict(path)
-    return from_torch(
-        state_dict,
+@dataclasses.dataclass
+class Restored:
+    variables: dict[str, Any]  # {'params', 'batch_stats'}
+    config: ml_collections.ConfigDict  # the model config
+    notes: list[str] = dataclasses.field(default_factory=list)
+    step: int | None = None  # the training step, for workdirs
+    source: str = ""  # what was restored, for reports
+    train_config: dict[str, Any] | None = None  # a workdir's config.json
+
+
+def restore(
+    path: files.PathLike,
+    step: int | None = None,
+    sharding: jax.sharding.Sharding | None = None,
+) -> Restored:
+    """Variables and model config of a workdir, converted directory or PyTorch file."""
+    path = files.absolute(path)
+    if not files.exists(path):
+        raise CheckpointError(f"{path}: no such file or directory")
+    if step is not None and not workdir.is_workdir(path):
+        raise CheckpointError(f"{path}: a step can only be chosen in a train.py workdir")
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    if workdir.is_workdir(path):
+        return _restore_workdir(path, step, sharding)
+    if converted.is_converted_dir(path):
+        config = converted.read_model_config(path)
+        variables = restore_arrays(files.join(path, converted.VARIABLES_DIR), sharding)
+        check_stored_tree(path, variables, expected_variables(config))
+        return Restored(variables, config, converted.read_notes(path), source=path)
+    if files.isfile(path):
+        conversion = load_torch_checkpoint(path)
+        variables = {
+            "params": conversion.variables["params"],
+            "batch_stats": conversion.variables.get("batch_stats") or {},
+        }
+        return Restored(
+            place(variables, sharding), conversion.config, conversion.notes, source=path
+        )
+    raise CheckpointError(
+        f"{path}: not a checkpoint this library reads (a PyTorch file such as "
+        f"{'/'.join(TORCH_SUFFIXES)}, a converted checkpoint directory or a train.py "
+        "workdir)"
+    )
+
+
+def _restore_workdir(path: str, step: int | None, sharding) -> Restored:
+    train_config = workdir.read_config(path)
+    config = make_model_config(train_config["model"])
+    step = workdir.choose_step(path, step)
+    state = restore_arrays(workdir.state_item(path, step), sharding)
+    variables = {
+        "params": state.get("params"),
+        "batch_stats": state.get("batch_stats") or {},
+    }
+    check_stored_tree(path, variables, expected_variables(config))
+    return Restored(
+        variables,
         config,
-        drop_head=drop_head,
-        num_classes=num_classes,
-        source=os.fspath(path),
-        seed=seed,
+        [f"restored training step {step} of {path}"],
+        step=step,
+        source=f"{path} step {step}",
+        train_config=train_config,
     )
 
 
-def save_torch_checkpoint(
-    path: str | os.PathLike,
-    variables,
-    config,
-    *,
-    plain: bool = False,
-    meta: Mapping | None = None,
-) -> "dict[str, np.ndarray]":
-    """Writes {'state_dict', 'meta'} (bare state_dict if plain) that the released model
-    loads with strict=True. Returns the state_dict written."""
-    write_checkpoint = _torch_io(path).write_checkpoint
-    state_dict = to_torch(variables, config)
-    meta = dict(meta or {})
-    meta.setdefault("model_config", json.loads(make_model_config(dict(config)).to_json()))
-    meta.setdefault("exported_by", "squeezetime_jax")
-    write_checkpoint(path, state_dict, meta, plain=plain)
-    return state_dict
-
-
-def _torch_io(path):
-    try:
-        from squeezetime_jax.interop import torch_io
-    except ImportError as error:
-        raise CheckpointError(
-            f"{os.fspath(path)}: PyTorch files need torch ({error}); "
-            "install the torch extra: pip install 'squeezetime_jax[torch]'"
-        ) from None
-    return torch_io
-
-
-def save_converted(
-    directory: str | os.PathLike, conversion: Conversion, source: str | None = None
-) -> None:
-    """Writes a converted checkpoint directory (must not exist or be empty)."""
-    directory = os.path.abspath(os.fspath(directory))  # Orbax wants absolute paths
-    if os.path.exists(directory) and os.listdir(directory):
-        raise CheckpointError(f"{directory}: exists and is not empty")
-    os.makedirs(directory, exist_ok=True)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(directory, VARIABLES_DIR), conversion.variables)
-    checkpointer.wait_until_finished()
-    checkpointer.close()
-    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-        f.write(conversion.config.to_json(indent=2) + "\n")
-    with open(os.path.join(directory, REPORT_FILE), "w") as f:
-        json.dump(
-            {"format": FORMAT, "source": source, "notes": conversion.notes}, f, indent=2
-        )
-        f.write("\n")
-
-
-def is_converted_dir(path: str | os.PathLike) -> bool:
-    path = os.fspath(path)
-    return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(
-        os.path.join(path, VARIABLES_DIR)
-    )
-
-
-def read_model_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
-    path = os.path.join(os.fspath(directory), CONFIG_FILE)
-    try:
-        with open(path) as f:
-            fields = json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot read the model config: {error}") from None
-    if not isinstance(fields, dict):
-        raise CheckpointError(f"{path}: expected a JSON object of model settings")
-    return make_model_config(fields)
-
-
-def restore_converted(directory: str | os.PathLike) -> Conversion:
-    """Restores a converted checkpoint directory onto the CPU (numpy-backed jax arrays)."""
-    directory = os.path.abspath(os.fspath(directory))
-    if not is_converted_dir(directory):
-        raise CheckpointError(
-            f"{directory}: not a converted checkpoint directory (expected "
-            f"{CONFIG_FILE} and {VARIABLES_DIR}/)"
-        )
-    config = read_model_config(directory)
-    variables = _restore_on_cpu(os.path.join(directory, VARIABLES_DIR))
-    _check_stored_tree(directory, variables, expected_variables(config))
-    notes = []
-    report = os.path.join(directory, REPORT_FILE)
-    if os.path.isfile(report):
-        with open(report) as f:
-            notes = json.load(f).get("notes", [])
-    return Conversion(variables, config, notes)
-
-
-def is_training_workdir(path: str | os.PathLike) -> bool:
-    from squeezetime_jax.checkpoints import workdir as checkpointing
-
-    path = os.fspath(path)
-    return os.path.isfile(os.path.join(path, TRAIN_CONFIG_FILE)) and os.path.isdir(
-        checkpointing.checkpoint_dir(path)
-    )
-
-
-def restore_training_workdir(
-    workdir: str | os.PathLike, step: int | None = None
-) -> Conversion:
-    """params and batch_stats of a train.py workdir's checkpoint (latest step by default)."""
-    from squeezetime_jax.checkpoints import workdir as checkpointing
-
-    workdir = os.path.abspath(os.fspath(workdir))
-    config_path = os.path.join(workdir, TRAIN_CONFIG_FILE)
-    try:
-        with open(config_path) as f:
-            model_fields = json.load(f)["model"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"{config_path}: cannot read the model config ({type(error).__name__}: {error})"
-        ) from None
-    config = make_model_config(model_fields)
-    root = checkpointing.checkpoint_dir(workdir)
-    # Orbax renames a step directory to its number only once the save is complete.
-    steps = sorted(int(name) for name in os.listdir(root) if name.isdigit())
-    if not steps:
-        raise CheckpointError(f"{root}: no complete checkpoint")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise CheckpointError(f"{root}: no checkpoint for step {step}; available: {steps}")
-    state = _restore_on_cpu(os.path.join(root, str(step), checkpointing.STATE_ITEM))
-    variables = {"params": state.get("params"), "batch_stats": state.get("batch_stats")}
-    _check_stored_tree(workdir, variables, expected_variables(config))
-    return Conversion(variables, config, [f"restored training step {step} of {workdir}"])
-
-
-def _restore_on_cpu(item_dir: str):
-    """Restores an Orbax StandardCheckpointer item onto the CPU, whatever devices (and
-    shardings) wrote it, using the stored metadata as the target."""
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+def restore_arrays(item_dir: str, sharding: jax.sharding.Sharding) -> Any:
+    """Restores an Orbax StandardCheckpointer item with every array on `sharding`,
+    whatever devices (and shardings) wrote it, using the stored metadata as target."""
     # The handler, not a Checkpointer: an item inside a CheckpointManager step has no
     # checkpoint-level metadata file of its own.
     handler = ocp.StandardCheckpointHandler()
+    item = files.path(item_dir)
     try:
-        stored = handler.metadata(epath.Path(item_dir))
+        stored = handler.metadata(item)
         stored = getattr(stored, "tree", stored)
         target = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu), stored
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), stored
         )
-        return handler.restore(epath.Path(item_dir), args=ocp.args.StandardRestore(target))
+        return handler.restore(item, args=ocp.args.StandardRestore(target))
     except Exception as error:  # Orbax/tensorstore errors: name the directory
         lines = str(error).strip().splitlines()
         raise CheckpointError(
@@ -211,7 +118,17 @@ def _restore_on_cpu(item_dir: str):
         handler.close()
 
 
-def _check_stored_tree(directory, stored, expected) -> None:
+def place(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """Host arrays (identical on every process) as global arrays on `sharding`."""
+
+    def put(leaf):
+        leaf = np.asarray(leaf)
+        return jax.make_array_from_callback(leaf.shape, sharding, lambda index: leaf[index])
+
+    return jax.tree.map(put, tree)
+
+
+def check_stored_tree(source: str, stored, expected) -> None:
     """Same strict report as for .pth files, before Orbax's own shape errors."""
     flat = {p: tuple(np.shape(v)) for p, v in naming.flatten(dict(stored)).items()}
     missing = ["/".join(p) for p in expected if p not in flat]
@@ -222,4 +139,4 @@ def _check_stored_tree(directory, stored, expected) -> None:
         if p in expected and s != expected[p]
     ]
     if missing or unexpected or wrong:
-        raise CheckpointMismatchError(directory, missing, unexpected, wrong)
+        raise CheckpointMismatchError(source, missing, unexpected, wrong)

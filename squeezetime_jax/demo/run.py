@@ -245,7 +245,8 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
         json.dump(_training_settings(quick, overrides), f)
     cmd = [
         _python(),
-        os.path.join(REPO, "train.py"),
+        "-m",
+        "squeezetime_jax.train",
         f"--config={config_arg(quick)}",
         f"--workdir={paths.train}",
         f"--config.data.data_dir={paths.prepared}",
@@ -261,7 +262,8 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
 def stage_eval(paths: DemoPaths, quick: bool) -> dict:
     cmd = [
         _python(),
-        os.path.join(REPO, "eval.py"),
+        "-m",
+        "squeezetime_jax.evaluate",
         f"--config={config_arg(quick)}",
         f"--checkpoint={paths.train}",
         f"--data={paths.prepared}",

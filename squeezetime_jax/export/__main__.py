@@ -1,13 +1,14 @@
 """Exports a checkpoint for mobile and checks every file against the JAX model.
 
   python -m squeezetime_jax.export --checkpoint PATH --format {pytorch,executorch,onnx,all}
-      --out DIR [--frames 16 --size 224] [--raw-input] [--int8
+      --out DIR [--frames 16 --size 224] [--raw_input] [--int8
       [--calibration_data DATA --calibration_clips N] [--check_data DATA]]
 
-PATH is a released-layout .pth or a converted checkpoint directory. Writes a .pth
+PATH is a released-layout .pth, a converted checkpoint directory or a train.py workdir
+(its latest checkpoint). Writes a .pth
 state_dict and a torch.export .pt2 (pytorch), an XNNPACK-lowered ExecuTorch .pte
 (executorch; with --int8 also a PT2E int8 one) and an .onnx (onnx). Inputs are float32
-(1, 3, T, H, W), normalized, or 0..255 pixels with --raw-input. Exits non-zero when a
+(1, 3, T, H, W), normalized, or 0..255 pixels with --raw_input. Exits non-zero when a
 file's logits differ from the JAX model's beyond the documented tolerance.
 
 int8 is calibrated on real clips with --calibration_data (a prepared dataset directory,
@@ -19,119 +20,107 @@ held-out clips (--check_split of a prepared dataset, or a list), and
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Sequence
 
+from squeezetime_jax import cli
 from squeezetime_jax.checkpoints.errors import CheckpointError
 
+FORMAT_CHOICES = ("pytorch", "executorch", "onnx", "all")
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m squeezetime_jax.export", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="released-layout .pth or converted checkpoint directory",
-    )
-    parser.add_argument(
-        "--format",
-        required=True,
-        action="append",
-        choices=("pytorch", "executorch", "onnx", "all"),
-        help="what to write (repeatable; 'all' for every format)",
-    )
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--frames",
-        type=int,
-        default=None,
-        help="frames per clip (default: the model's, 16 for the releases)",
-    )
-    parser.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="crop size H = W (default: the model's image_size, 224)",
-    )
-    parser.add_argument(
-        "--raw-input",
-        action="store_true",
-        help="programs take 0..255 pixels; normalization folded into the stem convolution",
-    )
-    parser.add_argument(
-        "--int8",
-        action="store_true",
-        help="also write an int8 (PT2E, XNNPACK) ExecuTorch program",
-    )
-    int8 = parser.add_argument_group("int8 calibration and check (with --int8)")
-    int8.add_argument(
-        "--calibration_data",
-        default=None,
-        help="prepared dataset directory (DIR or DIR:CONFIG) or video list file; "
-        "default: synthetic clips",
-    )
-    int8.add_argument(
-        "--calibration_clips",
-        type=int,
-        default=None,
-        help="videos to calibrate on (centre clip of each; default 64)",
-    )
-    int8.add_argument("--calibration_split", default="train")
-    int8.add_argument(
-        "--check_data",
-        default=None,
-        help="held-out clips: prepared dataset directory or video list file",
-    )
-    int8.add_argument(
-        "--check_clips", type=int, default=None, help="videos to check on (default: all)"
-    )
-    int8.add_argument("--check_split", default="test")
-    int8.add_argument(
-        "--frame_interval",
-        type=int,
-        default=4,
-        help="frames between sampled frames of real clips (the model's training setting)",
-    )
-    int8.add_argument(
-        "--short_side",
-        type=int,
-        default=None,
-        help="real clips: short side before the centre crop (default: --size)",
-    )
-    int8.add_argument(
-        "--max_int8_accuracy_drop",
-        type=float,
-        default=None,
-        help="fail when int8 top-1 on the check data is more than this below float32 "
-        "(a fraction: 0.01 = 1 point); default: report only",
-    )
-    return parser
+FLAGS = cli.Flags("python -m squeezetime_jax.export", __doc__)
+CHECKPOINT = FLAGS.string(
+    "checkpoint",
+    None,
+    "Released-layout .pth, converted checkpoint directory or train.py workdir (its "
+    "latest checkpoint).",
+    required=True,
+)
+FORMAT = FLAGS.multi_string(
+    "format",
+    None,
+    f"What to write, one of {', '.join(FORMAT_CHOICES)} (repeatable; 'all' for every "
+    "format).",
+    required=True,
+)
+OUT = FLAGS.string("out", None, "Output directory.", required=True)
+FRAMES = FLAGS.integer(
+    "frames", None, "Frames per clip (default: the model's, 16 for the releases)."
+)
+SIZE = FLAGS.integer("size", None, "Crop size H = W (default: the model's, 224).")
+RAW_INPUT = FLAGS.boolean(
+    "raw_input",
+    False,
+    "Programs take 0..255 pixels; normalization folded into the stem convolution.",
+)
+INT8 = FLAGS.boolean(
+    "int8", False, "Also write an int8 (PT2E, XNNPACK) ExecuTorch program."
+)
+
+CALIBRATION_DATA = FLAGS.string(
+    "calibration_data",
+    None,
+    "int8: calibrate on real clips, a prepared dataset directory (DIR or DIR:CONFIG) or "
+    "a video list file (default: a few synthetic clips).",
+)
+CALIBRATION_CLIPS = FLAGS.integer(
+    "calibration_clips", 64, "int8: videos to calibrate on (the centre clip of each)."
+)
+CALIBRATION_SPLIT = FLAGS.string(
+    "calibration_split", "train", "int8: split of a prepared calibration dataset."
+)
+CHECK_DATA = FLAGS.string(
+    "check_data",
+    None,
+    "int8: held-out clips (prepared dataset directory or video list file) on which the "
+    "int8 program's top-1 is compared with float32's.",
+)
+CHECK_CLIPS = FLAGS.integer("check_clips", None, "int8: videos to check on (default: all).")
+CHECK_SPLIT = FLAGS.string(
+    "check_split", "test", "int8: split of a prepared check dataset."
+)
+FRAME_INTERVAL = FLAGS.integer(
+    "frame_interval", 4, "Real clips: frames between sampled frames (as in training)."
+)
+SHORT_SIDE = FLAGS.integer(
+    "short_side", None, "Real clips: short side before the centre crop (default: --size)."
+)
+MAX_INT8_DROP = FLAGS.float(
+    "max_int8_accuracy_drop",
+    None,
+    "Fail when int8 top-1 on the check data is more than this below float32's (a "
+    "fraction: 0.01 = 1 point); default: report only.",
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@cli.exit_on_usage_error
+def main(argv: Sequence[str] | None = None) -> int:
+    if positional := FLAGS.parse(argv):
+        raise cli.UsageError(f"unexpected arguments: {positional}")
+    unknown = [f for f in FORMAT.value if f not in FORMAT_CHOICES]
+    if unknown:
+        raise cli.UsageError(f"--format {unknown[0]!r}: one of {', '.join(FORMAT_CHOICES)}")
     from squeezetime_jax.export import mobile as export
 
-    formats = export.FORMATS if "all" in args.format else args.format
+    formats = export.FORMATS if "all" in FORMAT.value else FORMAT.value
     try:
         export.export_checkpoint(
-            args.checkpoint,
-            args.out,
+            CHECKPOINT.value,
+            OUT.value,
             formats,
-            frames=args.frames,
-            size=args.size,
-            raw_input=args.raw_input,
-            int8=args.int8,
-            calibration_data=args.calibration_data,
-            calibration_clips=args.calibration_clips or export.CALIBRATION_DATA_CLIPS,
-            calibration_split=args.calibration_split,
-            check_data=args.check_data,
-            check_clips=args.check_clips,
-            check_split=args.check_split,
-            frame_interval=args.frame_interval,
-            short_side=args.short_side,
-            max_int8_accuracy_drop=args.max_int8_accuracy_drop,
+            frames=FRAMES.value,
+            size=SIZE.value,
+            raw_input=RAW_INPUT.value,
+            int8=INT8.value,
+            calibration_data=CALIBRATION_DATA.value,
+            calibration_clips=CALIBRATION_CLIPS.value,
+            calibration_split=CALIBRATION_SPLIT.value,
+            check_data=CHECK_DATA.value,
+            check_clips=CHECK_CLIPS.value,
+            check_split=CHECK_SPLIT.value,
+            frame_interval=FRAME_INTERVAL.value,
+            short_side=SHORT_SIDE.value,
+            max_int8_accuracy_drop=MAX_INT8_DROP.value,
         )
     except export.MissingExtraError as error:
         print(f"error: {error}", file=sys.stderr)
