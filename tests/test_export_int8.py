@@ -16,7 +16,7 @@ from squeezetime_jax.data.pipeline import EvalProtocol  # noqa: E402
 from squeezetime_jax.export import clips as clip_source  # noqa: E402
 from squeezetime_jax.export import mobile as export  # noqa: E402
 from squeezetime_jax.export.clips import _data_config  # noqa: E402
-from squeezetime_jax.inference.loading import load  # noqa: E402
+from squeezetime_jax.inference.model import load  # noqa: E402
 from squeezetime_jax.interop.torch_model import (  # noqa: E402
     SqueezeTimeTorch,
     randomize_batchnorm_,

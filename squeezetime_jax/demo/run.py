@@ -297,6 +297,15 @@ def stage_convert(paths: DemoPaths) -> None:
     run_command(cmd, os.path.join(paths.logs, "convert.log"))
 
 
+# The export's own results; its libraries' warnings stay in logs/export.log.
+_EXPORT_LINE = re.compile(r"^(exporting |int8 |executorch|squeezetime\S*: XNNPACK|error)")
+
+
+def _show_export_line(line: str) -> None:
+    if _EXPORT_LINE.match(line):
+        print("  " + line, flush=True)
+
+
 def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
     """float32 and int8 ExecuTorch programs; int8 calibrated on training clips and
     checked against float32 on the test videos. None when the export extra is missing."""
@@ -339,7 +348,7 @@ def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
         "--check_split",
         config.data.test.split,
     ]
-    run_command(cmd, os.path.join(paths.logs, "export.log"))
+    run_command(cmd, os.path.join(paths.logs, "export.log"), on_line=_show_export_line)
     with open(
         os.path.join(paths.mobile, "squeezetime_export_info.json"), encoding="utf-8"
     ) as f:

@@ -426,15 +426,10 @@ def held_out_agreement(
 
 
 def jax_logits_batched(conversion, clips: np.ndarray, batch: int = 8) -> np.ndarray:
-    """`jax_logits` over many clips, a few at a time (one compile per batch shape)."""
-    out = []
-    for start in range(0, len(clips), batch):
-        chunk = np.asarray(clips[start : start + batch], np.float32)
-        pad = batch - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        out.append(jax_logits(conversion, chunk)[: batch - pad])
-    return np.concatenate(out)
+    """`jax_logits` over many clips, `batch` at a time (one compile)."""
+    from squeezetime_jax.inference.model import LoadedModel
+
+    return LoadedModel(conversion).pixel_logits(np.asarray(clips, np.float32), batch)
 
 
 def run_program(run: Callable[[np.ndarray], np.ndarray], clips, raw_input: bool):
