@@ -391,7 +391,7 @@ def stage_report(
         },
         confusion_figures=False,
         extra_figures={"confusion matrices": os.path.basename(confusion)},
-        notes=[_int8_line(int8)],
+        notes=[" ".join(_int8_line(int8).split())],
         title="SqueezeTime demo",
     ).markdown
     curves = report.plot_training_curves(  # the demo's curves: with test and chance lines
