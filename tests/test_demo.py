@@ -220,3 +220,20 @@ def test_training_videos_come_with_their_time_reversed_twin():
             generate.job_frames(twin), generate.job_frames(first)[::-1]
         )
     assert not any(job.reversed for job in generate.plan_split("test", 4, seed=5))
+
+
+def test_training_progress_follows_the_metrics_file(tmp_path, capsys):
+    metrics = tmp_path / "metrics.jsonl"
+    progress = run.TrainingProgress(str(metrics), total_steps=10)
+    progress("trainer output before any metrics")  # no file yet: nothing happens
+    assert progress.bar.n == 0
+    with open(metrics, "w") as f:
+        f.write('{"step": 2, "loss": 1.5, "accuracy": 0.25}\n{"step": 4, "lo')
+    progress("a line")
+    assert progress.bar.n == 2  # the half-written record waits for its newline
+    with open(metrics, "a") as f:
+        f.write('ss": 1.0, "accuracy": 0.5}\n{"step": 4, "val/top1": 0.75}\n')
+    progress.close()
+    assert progress.bar.n == 4
+    shown = capsys.readouterr()
+    assert "step 4 validation: top1 0.7500" in shown.out + shown.err

@@ -142,34 +142,47 @@ def _is_log_noise(line: str) -> bool:
 
 
 class TrainingProgress:
-    """A progress bar over the trainer's 'step N/M | ...' lines; validation lines printed."""
+    """A progress bar fed by the trainer's metrics.jsonl, the structured record of its
+    steps and validations (read whenever the trainer prints); validations are shown
+    above the bar. The trainer's own output goes to logs/train.log."""
 
-    _STEP = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.naif]+) \| acc ([\d.]+)")
-    # Trainer lines worth showing next to the bar: validation, resume, failures.
-    _SHOW = re.compile(r"^(step \d+ validation:|resumed from|SIGTERM|Traceback|\w*Error\b)")
-
-    def __init__(self):
+    def __init__(self, metrics_path: str, total_steps: int):
         import tqdm
 
-        self._tqdm = tqdm.tqdm
-        self.bar = None
+        self.metrics_path = metrics_path
+        self._offset = 0
+        self.bar = tqdm.tqdm(
+            total=total_steps, desc="train", unit="step", dynamic_ncols=True
+        )
 
     def __call__(self, line: str) -> None:
-        match = self._STEP.match(line)
-        if match:
-            step, total = int(match.group(1)), int(match.group(2))
-            if self.bar is None:
-                self.bar = self._tqdm(
-                    total=total, desc="train", unit="step", dynamic_ncols=True
+        del line  # a sign of progress; what happened is read from the metrics file
+        for record in self._new_records():
+            step = int(record.get("step", self.bar.n))
+            if "loss" in record:
+                self.bar.update(max(step - self.bar.n, 0))
+                self.bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", acc=f"{record.get('accuracy', 0):.3f}"
                 )
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=match.group(3), acc=match.group(4))
-        elif self._SHOW.match(line) or (line[:1] == " " and "Error" in line):
-            (self.bar.write if self.bar else print)(line.rstrip())
+            validation = {k[4:]: v for k, v in record.items() if k.startswith("val/")}
+            if validation:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items()))
+                self.bar.write(f"step {step} validation: {shown}")
+
+    def _new_records(self) -> list[dict]:
+        try:
+            with open(self.metrics_path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(complete)
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self(line="")
+        self.bar.close()
 
 
 def _python() -> str:
@@ -252,7 +265,11 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
         f"--config.data.data_dir={paths.prepared}",
     ]
     cmd += [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
-    progress = TrainingProgress()
+    from configs import demo as demo_config
+
+    config = demo_config.get_config("quick=true" if quick else None)
+    total_steps = int((overrides or {}).get("total_steps", config.total_steps))
+    progress = TrainingProgress(os.path.join(paths.train, "metrics.jsonl"), total_steps)
     try:
         run_command(cmd, os.path.join(paths.logs, "train.log"), on_line=progress)
     finally:
