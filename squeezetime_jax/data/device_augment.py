@@ -25,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     import jax
 
-from squeezetime_jax.data.config import MEAN_RGB, STD_RGB
+from squeezetime_jax.data.normalize import normalize
 from squeezetime_jax.data.transforms import _GRAY
 
 PARAM_KEYS = (
@@ -92,7 +92,7 @@ def augment_and_normalize(batch, crop_size: int | None = None) -> "jax.Array":
             )
         video = device_yuv.to_rgb(batch, crop_size)
     v = augment(video, {k: batch[k] for k in PARAM_KEYS})
-    return (v - jnp.asarray(MEAN_RGB, jnp.float32)) / jnp.asarray(STD_RGB, jnp.float32)
+    return normalize(v, jnp)
 
 
 def _jitter_one(v, order, factors):

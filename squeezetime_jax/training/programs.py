@@ -17,12 +17,13 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax.inference.model import predict_step
 from squeezetime_jax.models import build_model
+from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training import optim
 from squeezetime_jax.training.state import create_train_state
-from squeezetime_jax.training.step import predict_step, train_step
+from squeezetime_jax.training.step import train_step
 
 
 @dataclasses.dataclass
