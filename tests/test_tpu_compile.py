@@ -4,12 +4,14 @@ Skipped only where libtpu (the `tpu-compile` extra) is not installed."""
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
 _PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "tpu_compile.py")
 _spec = importlib.util.spec_from_file_location("tpu_compile", _PATH)
 tpu_compile = importlib.util.module_from_spec(_spec)
+sys.modules["tpu_compile"] = tpu_compile  # dataclasses look their module up
 _spec.loader.exec_module(tpu_compile)
 
 needs_libtpu = pytest.mark.skipif(
