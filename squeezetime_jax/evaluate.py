@@ -5,7 +5,9 @@
     python -m squeezetime_jax.evaluate ...       (the same command)
 
 PATH is a train.py workdir (latest step, or --step), a converted checkpoint
-directory or a released .pth. Protocols: `val` (1 clip, short side 256, centre
+directory, a .pth or a released checkpoint's name (k400, k600, hmdb51). The clip
+settings stored with the checkpoint (frame interval, short side, crop, clips, crops)
+replace the config file's; `--config.data.*` flags and --protocol overrides win. Protocols: `val` (1 clip, short side 256, centre
 crop 224), `test` (10 clips x 3 crops at short side 224; configs/hmdb51.py sets
 the released 2 x 3 crops of 286), or either with overrides, e.g.
 `--protocol test:num_clips=4,num_crops=1,short_side=256,crop_size=256`.
@@ -68,6 +70,7 @@ def main(argv):
     host_memory.configure_from_flags()  # before JAX creates its CPU backend
     distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
+    overrides = tuple(config_flags.get_override_values(flags.FLAGS["config"]))
     if _WATCH.value:
         watch(
             _CONFIG.value,
@@ -79,6 +82,7 @@ def main(argv):
             batch_size=_BATCH.value,
             output_root=_OUTPUT_DIR.value,
             progress=_PROGRESS.value,
+            config_overrides=overrides,
         )
     else:
         evaluate_checkpoint(
@@ -90,6 +94,7 @@ def main(argv):
             output_dir=_OUTPUT_DIR.value,
             batch_size=_BATCH.value,
             progress=_PROGRESS.value,
+            config_overrides=overrides,
         )
 
 

@@ -319,11 +319,10 @@ def stage_report(
         os.path.join(paths.report, "confusion_matrix.png"),
     )
     example = _example_video(paths)
-    size = test["protocol"]["short_side"]
+    # The .pth carries the class names and clip settings of the training run.
     predict = (
         f"{_display_python()} -m squeezetime_jax.predict --checkpoint {paths.pth} "
-        f"--classes {os.path.join(paths.data, 'classes.txt')} --short_side {size} "
-        f"--crop_size {test['protocol']['crop_size']} {example['path']}"
+        f"{example['path']}"
     )
     summary = {
         "quick": quick,

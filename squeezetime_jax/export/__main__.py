@@ -3,8 +3,9 @@
   python -m squeezetime_jax.export --checkpoint PATH --format {pytorch,executorch,onnx,all}
       --out DIR [--frames 16 --size 224] [--raw_input] [--int8]
 
-PATH is a released-layout .pth, a converted checkpoint directory or a train.py workdir
-(its latest checkpoint). Writes a .pth
+PATH is a released-layout .pth, a converted checkpoint directory, a train.py workdir
+(its latest checkpoint) or a released checkpoint's name (k400...). The export info
+carries the checkpoint's class names and clip settings. Writes a .pth
 state_dict and a torch.export .pt2 (pytorch), an XNNPACK-lowered ExecuTorch .pte
 (executorch; with --int8 also a PT2E int8 one) and an .onnx (onnx). Inputs are float32
 (1, 3, T, H, W), normalized, or 0..255 pixels with --raw_input. Exits non-zero when a
@@ -25,8 +26,8 @@ FLAGS = cli.Flags("python -m squeezetime_jax.export", __doc__)
 CHECKPOINT = FLAGS.string(
     "checkpoint",
     None,
-    "Released-layout .pth, converted checkpoint directory or train.py workdir (its "
-    "latest checkpoint).",
+    "Released-layout .pth, converted checkpoint directory, train.py workdir (its "
+    "latest checkpoint) or a released checkpoint's name (k400, k600, hmdb51).",
     required=True,
 )
 FORMAT = FLAGS.multi_string(
@@ -40,7 +41,11 @@ OUT = FLAGS.string("out", None, "Output directory.", required=True)
 FRAMES = FLAGS.integer(
     "frames", None, "Frames per clip (default: the model's, 16 for the releases)."
 )
-SIZE = FLAGS.integer("size", None, "Crop size H = W (default: the model's, 224).")
+SIZE = FLAGS.integer(
+    "size",
+    None,
+    "Crop size H = W (default: the checkpoint's eval crop size, else the model's, 224).",
+)
 RAW_INPUT = FLAGS.boolean(
     "raw_input",
     False,

@@ -398,7 +398,10 @@ def export_checkpoint(
             f"{checkpoint}: the model takes {config.num_frames} frames (its stem "
             f"has {3 * config.num_frames} input channels), not --frames {frames}"
         )
-    size = int(config.get("image_size", 224) if size is None else size)
+    if size is None:  # the checkpoint's eval crop, else the model's image size
+        stored = conversion.metadata.protocols.get("test", {}).get("crop_size")
+        size = stored or config.get("image_size", 224)
+    size = int(size)
     if size < 32:
         raise ValueError(f"size {size} is too small: the network downsamples by 32")
     os.makedirs(out_dir, exist_ok=True)
@@ -451,7 +454,7 @@ def export_checkpoint(
         path = write_onnx(stem + ".onnx", program)
         verify("onnx", path, load_onnx(path), TOLERANCES["onnx"])
 
-    write_info(stem, config, frames, size, raw_input, checks)
+    write_info(stem, config, frames, size, raw_input, checks, conversion.metadata)
     failed = [c for c in checks if not c.passed]
     if failed:
         raise ParityError(
@@ -466,9 +469,21 @@ def export_checkpoint(
 
 
 def write_info(
-    stem: str, config, frames: int, size: int, raw_input: bool, checks: Sequence[Check]
+    stem: str,
+    config,
+    frames: int,
+    size: int,
+    raw_input: bool,
+    checks: Sequence[Check],
+    metadata=None,
 ) -> str:
-    """Writes <stem>_export_info.json: what an app must feed the programs, and parity."""
+    """Writes <stem>_export_info.json: what an app must feed the programs, the class
+    names and clip settings of the checkpoint, and parity."""
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    record = metadata_lib.export_record(
+        metadata or metadata_lib.Metadata(), int(config.num_classes)
+    )
     info = {
         "input": {
             "name": "video",
@@ -488,6 +503,8 @@ def write_info(
             "dtype": "float32",
             "softmax_applied": False,
         },
+        "class_names": record["class_names"],
+        "metadata": record,
         "model_config": json.loads(config.to_json()),
         "batchnorm_folded": True,
         "parity_vs_jax": [dataclasses.asdict(c) | {"passed": c.passed} for c in checks],

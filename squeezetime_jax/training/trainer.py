@@ -18,6 +18,7 @@ from absl import logging
 
 from squeezetime_jax import data as data_lib
 from squeezetime_jax import files
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints import workdir as workdir_lib
 from squeezetime_jax.checkpoints.restore import restore
 from squeezetime_jax.config_utils import resolve_steps
@@ -82,7 +83,10 @@ def _train_input(config, seed: int):
 
 
 def _init_from(state: TrainState, config) -> TrainState:
-    source = restore(config.init_from).variables
+    from squeezetime_jax.interop import release
+
+    # `release:NAME` -> the released file, downloaded once into the cache.
+    source = restore(release.resolve(config.init_from)).variables
     target = jax.device_get(state.variables)
     merged, report = merge_pretrained(
         target,
@@ -101,6 +105,14 @@ def _init_from(state: TrainState, config) -> TrainState:
         state.batch_stats,
     )
     return state.replace(params=params, batch_stats=batch_stats)
+
+
+def _write_metadata(workdir: str, config) -> None:
+    """metadata.json: the class names and clip settings that travel with the weights."""
+    names = None
+    if config.data.dataset != RANDOM_DATASET:
+        names = data_lib.dataset_info(config.data.data_dir, config.data.dataset).class_names
+    metadata_lib.write(workdir, metadata_lib.from_train_config(config, names))
 
 
 def _format_eta(seconds: float) -> str:
@@ -134,6 +146,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     steps_per_epoch = max(num_train // config.batch_size, 1)
     total_steps = resolve_steps(config, "total", steps_per_epoch)
     train_iter = iter(train_ds)
+    if is_chief:
+        _write_metadata(workdir, config)
 
     # ---------------------------------------------------------------- model, optimizer, step
     # Kernels and compiler options follow the platform of the mesh's devices.
