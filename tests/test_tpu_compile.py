@@ -69,8 +69,9 @@ def test_multi_host_topology_and_sharded_parameters():
     )
     assert replicated["processes"] == sharded["processes"] == 2
     assert replicated["chips"] == 8
-    # FSDP: each chip holds an eighth of the larger kernels.
-    assert sharded["argument_bytes"] < 0.7 * replicated["argument_bytes"]
+    # FSDP: each chip holds an eighth of the larger kernels (the tiny model's others
+    # stay replicated, below fsdp_sharding's minimum size).
+    assert sharded["argument_bytes"] < 0.95 * replicated["argument_bytes"]
 
 
 @needs_libtpu
@@ -113,4 +114,4 @@ def test_hlo_accounting():
     )
     (op,) = tpu_compile.top_level_ops(hlo)
     assert op["bytes"] == 64 + 32 + 64 and op["opcode"] == "fusion:kLoop"
-    assert op["layer"] == "backbone/bn1 (mul)"
+    assert op["layer"] == "f/backbone/bn1 (mul)"  # jit(f): the program, then layers
