@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 from squeezetime_jax import cli
 from squeezetime_jax.evaluation.job import evaluate_checkpoint, parse_protocol, watch
-from squeezetime_jax.runtime import host_memory
+from squeezetime_jax.runtime import host_memory, log_levels
 from squeezetime_jax.training import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -61,6 +61,7 @@ _POLL = flags.DEFINE_float(
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 distributed.define_flags()
 host_memory.define_flags()
+log_levels.define_flags()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
@@ -68,6 +69,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     host_memory.configure_from_flags()  # before JAX creates its CPU backend
+    log_levels.configure_from_flags()
     distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
     overrides = tuple(config_flags.get_override_values(flags.FLAGS["config"]))

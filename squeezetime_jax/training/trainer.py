@@ -9,7 +9,6 @@ along the mesh's data axis, each process feeding its own part.
 from __future__ import annotations
 
 import signal
-import time
 
 import jax
 import ml_collections
@@ -30,6 +29,8 @@ from squeezetime_jax.training import programs
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
+from squeezetime_jax.training.profiling import StepProfiler
+from squeezetime_jax.training.progress import TrainingClock, format_eta
 from squeezetime_jax.training.state import TrainState, init_train_state
 
 
@@ -113,11 +114,6 @@ def _write_metadata(workdir: str, config) -> None:
     if config.data.dataset != RANDOM_DATASET:
         names = data_lib.dataset_info(config.data.data_dir, config.data.dataset).class_names
     metadata_lib.write(workdir, metadata_lib.from_train_config(config, names))
-
-
-def _format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -204,12 +200,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     logging.info(
         "training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch
     )
-    last_log_time, last_log_step = time.perf_counter(), start_step
+    clock = TrainingClock(start_step)  # training time only: clips/s and the ETA
+    profiler = StepProfiler(config.get("profile_steps"), workdir, pause=clock.paused)
     step = start_step
     while step < total_steps:
+        profiler.before(step)
         batch = mesh_lib.global_batch(next(train_iter), mesh)
         state, metrics = step_fn(state, batch)
         step += 1
+        profiler.after(step, metrics)
         if step == start_step + 1:
             host_memory.release_freed_memory()  # what compiling the step left behind
 
@@ -227,26 +226,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     f"{workdir_lib.checkpoint_dir(workdir)}"
                 )
         if at_log:
-            now = time.perf_counter()
-            clips_per_s = (
-                (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-9)
-            )
+            steps_done, seconds = clock.lap(step)
+            clips_per_s = steps_done * config.batch_size / seconds
             scalars["clips_per_second"] = clips_per_s
             scalars["epoch"] = step / steps_per_epoch
             writer.write(step, scalars, prefix="train/")
             if is_chief:
-                eta = (total_steps - step) * config.batch_size / max(clips_per_s, 1e-9)
+                eta = clock.eta(total_steps - step)
                 print(
                     f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | "
                     f"acc {scalars['accuracy']:.3f} | lr {scalars['learning_rate']:.3g} | "
-                    f"{clips_per_s:.1f} clips/s | eta {_format_eta(eta)}",
+                    f"{clips_per_s:.1f} clips/s | eta {format_eta(eta)}",
                     flush=True,
                 )
-            last_log_time, last_log_step = time.perf_counter(), step
         if at_save or preempted:
-            workdir_lib.save(manager, step, state, train_iter, force=True)
+            with clock.paused():
+                workdir_lib.save(manager, step, state, train_iter, force=True)
         if evaluator is not None and (step % eval_every == 0 or step == total_steps):
-            run_validation(step)
+            with clock.paused():
+                run_validation(step)
         if preempted:
             manager.wait_until_finished()
             logging.warning("stopping at step %d on SIGTERM; checkpoint saved", step)
@@ -254,6 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 print(f"SIGTERM: checkpoint saved at step {step}; exiting", flush=True)
             break
 
+    profiler.stop(state)  # a window past the last step ends with the run
     manager.wait_until_finished()
     manager.close()
     writer.close()
