@@ -70,9 +70,17 @@ class LibtpuMissingError(RuntimeError):
     pass
 
 
+def libtpu_available(module: str = "libtpu") -> bool:
+    """libtpu importable as `module`, or its library named by TPU_LIBRARY_PATH (how JAX
+    finds it too; scripts/test.sh keeps it outside the environment's packages)."""
+    if os.path.isfile(os.environ.get("TPU_LIBRARY_PATH", "")) and module == "libtpu":
+        return True
+    return importlib.util.find_spec(module) is not None
+
+
 def require_libtpu(module: str = "libtpu") -> None:
     """Raises LibtpuMissingError (with the install command) if `module` is missing."""
-    if importlib.util.find_spec(module) is None:
+    if not libtpu_available(module):
         raise LibtpuMissingError(LIBTPU_HINT)
 
 
