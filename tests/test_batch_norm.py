@@ -42,11 +42,12 @@ def _trained_params(module, x):
     return params, stats
 
 
+@pytest.mark.parametrize("custom_gradient", [True, False])  # model.kernels cpu_tuned/xla
 @pytest.mark.parametrize("shape", [(4, 5, 6, 8), (2, 3, 16)])
-def test_training_matches_flax_values_gradients_and_statistics(shape):
+def test_training_matches_flax_values_gradients_and_statistics(shape, custom_gradient):
     x = _input(shape)
     ours, reference = (
-        BatchNorm(use_running_average=False, **SETTINGS),
+        BatchNorm(use_running_average=False, custom_gradient=custom_gradient, **SETTINGS),
         nn.BatchNorm(use_running_average=False, **SETTINGS),
     )
     params, stats = _trained_params(reference, x)
@@ -159,3 +160,30 @@ def test_gradient_through_the_returned_statistics_is_exact():
     )
     for a, b in zip(ours, want):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_both_gradient_formulations_are_the_same_function_in_bfloat16():
+    """custom_gradient=False (model.kernels="xla") differentiates the same forward pass."""
+    x = _input(dtype=jnp.bfloat16)
+    modules = [
+        BatchNorm(
+            use_running_average=False, dtype=jnp.bfloat16, custom_gradient=c, **SETTINGS
+        )
+        for c in (True, False)
+    ]
+    params, stats = _trained_params(modules[0], x)
+    got, want = (_loss_and_grads(m, x, params, stats) for m in modules)
+    assert got[3][0].dtype == want[3][0].dtype == jnp.bfloat16
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=0.02, atol=0.05)
+    jaxprs = [
+        str(
+            jax.make_jaxpr(
+                lambda x: m.apply(
+                    {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+                )
+            )(x)
+        )
+        for m in modules
+    ]
+    assert "custom_vjp_call" in jaxprs[0] and "custom_vjp_call" not in jaxprs[1]

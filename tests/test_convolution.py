@@ -211,3 +211,34 @@ def test_large_batches_keep_xla_strided_kernel_gradient():
         )
     )(kernel)
     assert any(max(e.params["rhs_dilation"]) == 2 for e in _convolutions(jaxpr))
+
+
+@pytest.mark.parametrize(
+    "kernel_size,strides,padding,features",
+    [
+        ((1, 1), (1, 1), "VALID", 12),  # matmul
+        ((5, 5), (2, 2), ((2, 2), (2, 2)), 12),  # the stem (space to depth at batch 2)
+        ((3, 3), (1, 1), ((1, 1), (1, 1)), 16),  # narrow: shifted products
+        ((7, 7), (1, 1), ((3, 3), (3, 3)), 16),  # the IOI 7x7
+        ((3, 3), (1, 1), ((1, 1), (1, 1)), 24),  # wide: XLA's kernel gradient
+    ],
+)
+def test_both_kernel_formulations_of_the_model_conv_are_the_same_function(
+    kernel_size, strides, padding, features
+):
+    """make_conv(kernels="xla") is lax's convolution; "cpu_tuned" the same function."""
+    from squeezetime_jax.models.squeezetime import make_conv
+
+    x = jax.random.normal(jax.random.key(0), (2, 9, 10, 8))
+    results = []
+    for kernels in ("cpu_tuned", "xla"):
+        conv = make_conv(kernels=kernels)(features, kernel_size, strides, padding=padding)
+        variables = conv.init(jax.random.key(1), x)
+        y, vjp = jax.vjp(lambda v, x: conv.apply(v, x), variables, x)
+        results.append((y, *vjp(jnp.cos(y))))
+        primitives = str(jax.make_jaxpr(conv.apply)(variables, x))
+        assert ("custom_vjp" in primitives or "dot_general" in primitives) == (
+            kernels == "cpu_tuned"
+        )
+    for a, b in zip(*map(jax.tree.leaves, results)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -17,7 +17,11 @@ from squeezetime_jax.models import (
     model_config,
     squeeze_time,
 )
-from squeezetime_jax.models.squeezetime import max_pool_3x3_stride2, resize_align_corners
+from squeezetime_jax.models.squeezetime import (
+    max_pool_3x3_stride2,
+    max_pool_for,
+    resize_align_corners,
+)
 from squeezetime_jax.models.stats import count_params, model_summary
 
 TINY = dict(widen_factor=0.125, pos_dims=(4, 2, 1, 1), num_frames=2, num_classes=5)
@@ -124,9 +128,12 @@ def test_stem_max_pool_matches_reduce_window_values_and_gradients(shape):
     ):
         np.testing.assert_array_equal(max_pool_3x3_stride2(x), reference(x))
         cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
-        ours = jax.vjp(max_pool_3x3_stride2, x)[1](cotangent)[0]
         ref = jax.vjp(reference, x)[1](cotangent)[0]
-        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+        for kernels in ("cpu_tuned", "xla"):
+            pool = max_pool_for(kernels)
+            np.testing.assert_array_equal(pool(x), reference(x))
+            ours = jax.vjp(pool, x)[1](cotangent)[0]
+            np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
@@ -182,3 +189,84 @@ def test_wrong_inputs_are_named():
         build_model(model_config(depth=42))
     with pytest.raises(KeyError, match="unknown model setting"):
         model_config(dept=50)
+
+
+def test_xla_and_cpu_tuned_kernels_are_the_same_function():
+    """model.kernels swaps formulations only: a bottleneck block (1x1 matmuls, CTL
+    gate, IOI's narrow convolutions, downsample, shortcut, every BatchNorm) gives the
+    same outputs, input and parameter gradients and statistics with either. In
+    float64, where rounding differences cannot hide a wrong formula."""
+    from squeezetime_jax.models.squeezetime import make_conv, make_norm
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (4, 8, 8, 16), jnp.float64) * 2 + 1
+        blocks = [
+            BottleneckBlock(
+                width=8,
+                stride=2,  # with the downsample and the shortcut
+                pos_dim=4,
+                conv=make_conv(jnp.float64, kernels=k),
+                norm=make_norm(True, jnp.float64, kernels=k),
+            )
+            for k in ("cpu_tuned", "xla")
+        ]
+        variables = blocks[0].init(jax.random.key(1), x)
+        cotangent = jax.random.normal(
+            jax.random.key(2),
+            blocks[0].apply(variables, x, mutable=["batch_stats"])[0].shape,
+            jnp.float64,
+        )
+
+        def run(block):
+            def loss(params, x):
+                y, updates = block.apply(
+                    {"params": params, "batch_stats": variables["batch_stats"]},
+                    x,
+                    mutable=["batch_stats"],
+                )
+                return jnp.sum(y * cotangent), (y, updates)
+
+            return jax.grad(loss, argnums=(0, 1), has_aux=True)(variables["params"], x)
+
+        got, want = jax.jit(lambda: run(blocks[0]))(), jax.jit(lambda: run(blocks[1]))()
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+        assert np.abs(got[0][1]).max() > 1e-3  # the input gradient is not vanishing
+
+
+def test_model_kernels_reach_every_layer():
+    """The model passes its kernels to convolutions, BatchNorm and the stem's pool:
+    with "xla" no custom VJP is left in the train-mode program."""
+    clip = jax.ShapeDtypeStruct((2, 2, 32, 32, 3), jnp.float32)
+    counts = {}
+    for kernels in ("cpu_tuned", "xla"):
+        model = SqueezeTime(depth=10, kernels=kernels, **TINY)
+        variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), clip)
+        jaxpr = str(
+            jax.make_jaxpr(
+                lambda v, x: model.apply(
+                    v,
+                    x,
+                    train=True,
+                    mutable=["batch_stats"],
+                    rngs={"dropout": jax.random.key(1)},
+                )
+            )(variables, clip)
+        )
+        counts[kernels] = jaxpr.count("custom_vjp_call")
+    assert counts["xla"] == 0
+    # depth 10: the stem conv, pool and BN; 4 blocks of 2 CTLs with 8 BNs and 4 convs.
+    assert counts["cpu_tuned"] > 50
+
+
+def test_kernels_follow_the_platform_unless_set():
+    assert build_model(model_config(), platform="tpu").kernels == "xla"
+    assert build_model(model_config(), platform="gpu").kernels == "xla"
+    assert build_model(model_config(), platform="cpu").kernels == "cpu_tuned"
+    assert build_model(model_config()).kernels == "cpu_tuned"  # this host's CPU backend
+    assert build_model(model_config(kernels="cpu_tuned"), platform="tpu").kernels == (
+        "cpu_tuned"
+    )
+    assert build_model(model_config(kernels="xla"), platform="cpu").kernels == "xla"
+    with pytest.raises(ValueError, match="model.kernels.*'fast'"):
+        build_model(model_config(kernels="fast"))

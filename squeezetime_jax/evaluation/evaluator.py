@@ -9,7 +9,6 @@ so that protocols can average per video afterwards.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Iterable
 
 import jax
@@ -17,9 +16,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
-from squeezetime_jax.inference.model import predict_step
-from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
+from squeezetime_jax.training.programs import predict_program
 from squeezetime_jax.training.step import eval_metrics
 
 _VIEW_KEYS = ("label", "video_index", "clip_index", "crop_index", "mask")
@@ -47,12 +45,7 @@ class Evaluator:
     def __init__(self, model, mesh, global_batch_size: int):
         self.mesh = mesh
         mesh_lib.check_batch_divides(global_batch_size, mesh)
-        sharding = mesh_lib.batch_sharding(mesh)
-        self._predict = jax.jit(
-            functools.partial(predict_step, model=model),
-            out_shardings=sharding,
-            compiler_options=compiler_options(),
-        )
+        self._predict = predict_program(model, mesh)
         self._metrics = jax.jit(eval_metrics, out_shardings=mesh_lib.replicated(mesh))
 
     def _local(self, array: jax.Array) -> np.ndarray:

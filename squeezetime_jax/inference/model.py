@@ -45,7 +45,7 @@ class LoadedModel:
         # Class names and clip settings stored with the weights (checkpoints.metadata).
         self.metadata = restored.metadata
         self.class_names = restored.metadata.class_names_for(self.config.num_classes)
-        self.module = build_model(self.config)
+        self.module = build_model(self.config, platform=self.device.platform)
         self.variables = jax.device_put(restored.variables, self.device)
         options = compiler_options(self.device.platform)
         self._apply = jax.jit(

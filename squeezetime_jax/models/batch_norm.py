@@ -102,8 +102,17 @@ def _backward(epsilon, axis_name, residuals, cotangents):
 batch_norm_train.defvjp(_forward, _backward)
 
 
+def batch_norm_train_autodiff(
+    x: Array, scale: Array, bias: Array, epsilon: float, axis_name: str | None
+) -> tuple[Array, Array, Array]:
+    """`batch_norm_train` without the custom VJP: the same function, differentiated
+    by JAX (model.kernels="xla")."""
+    return _forward(x, scale, bias, epsilon, axis_name)[0]
+
+
 class BatchNorm(nn.Module):
-    """nn.BatchNorm over the last axis, training through `batch_norm_train`.
+    """nn.BatchNorm over the last axis, training through `batch_norm_train`
+    (or, with `custom_gradient=False`, the same function differentiated by JAX).
 
     Running statistics follow Flax: new = momentum * old + (1 - momentum) * batch,
     with the biased batch variance, and are not updated while initializing.
@@ -115,6 +124,7 @@ class BatchNorm(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     axis_name: str | None = None
+    custom_gradient: bool = True
 
     @nn.compact
     def __call__(self, x: Array, use_running_average: bool | None = None) -> Array:
@@ -138,7 +148,10 @@ class BatchNorm(nn.Module):
             )
         else:
             initializing = self.is_initializing()
-            y, mean, var = batch_norm_train(
+            train_fn = (
+                batch_norm_train if self.custom_gradient else batch_norm_train_autodiff
+            )
+            y, mean, var = train_fn(
                 x, scale, bias, self.epsilon, None if initializing else self.axis_name
             )
             if not initializing:

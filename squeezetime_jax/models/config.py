@@ -7,6 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
+from squeezetime_jax.models.kernels import AUTO, resolve_kernels
 from squeezetime_jax.models.squeezetime import STAGE_SIZES, SqueezeTime
 
 # The K400/K600/HMDB51 releases all use pos_dims (56, 28, 14, 7): one entry per
@@ -34,6 +35,9 @@ def model_config(**overrides: Any) -> ml_collections.ConfigDict:
             image_size=224,
             dropout_rate=0.5,
             dtype="float32",
+            # Formulation of the gradient-heavy layers: "xla", "cpu_tuned", or "auto"
+            # (by the platform the program is compiled for; models/kernels.py).
+            kernels=AUTO,
         )
     )
     for key, value in overrides.items():
@@ -43,8 +47,15 @@ def model_config(**overrides: Any) -> ml_collections.ConfigDict:
     return config
 
 
-def build_model(config: ml_collections.ConfigDict | dict, **kwargs: Any) -> SqueezeTime:
-    """SqueezeTime from a model ConfigDict (`image_size` is only a default for inputs)."""
+def build_model(
+    config: ml_collections.ConfigDict | dict, platform: str | None = None, **kwargs: Any
+) -> SqueezeTime:
+    """SqueezeTime from a model ConfigDict (`image_size` is only a default for inputs).
+
+    `platform` is that of the devices the model's programs are compiled for ('cpu',
+    'tpu', 'gpu'; default JAX's default backend): it picks `kernels` when the config
+    says "auto".
+    """
     config = dict(config)
     depth = int(config["depth"])
     if depth not in STAGE_SIZES:
@@ -62,5 +73,6 @@ def build_model(config: ml_collections.ConfigDict | dict, **kwargs: Any) -> Sque
         num_frames=int(config["num_frames"]),
         dropout_rate=float(config.get("dropout_rate", 0.5)),
         dtype=dtype,
+        kernels=resolve_kernels(kwargs.pop("kernels", config.get("kernels")), platform),
         **kwargs,
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from squeezetime_jax.models.batch_norm import BatchNorm
 from squeezetime_jax.models.convolution import conv_general_dilated
+from squeezetime_jax.models.kernels import resolve_kernels
 
 ModuleDef = Any
 Array = jax.Array
@@ -158,6 +159,16 @@ def _max_pool_backward(residuals, grad: Array):
 
 
 max_pool_3x3_stride2.defvjp(_max_pool_forward, _max_pool_backward)
+
+
+def max_pool_3x3_stride2_xla(x: Array) -> Array:
+    """`max_pool_3x3_stride2` as XLA's reduce_window (gradient: select-and-scatter)."""
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def max_pool_for(kernels: str) -> Callable[[Array], Array]:
+    """The stem's max pool in the formulation `kernels` ('xla' or 'cpu_tuned')."""
+    return max_pool_3x3_stride2 if kernels == "cpu_tuned" else max_pool_3x3_stride2_xla
 
 
 def _align_corners_matrix(out_size: int, in_size: int) -> np.ndarray:
@@ -384,8 +395,13 @@ def stage_widths(widen_factor: float) -> tuple[int, ...]:
     return tuple(int(w * widen_factor) for w in BASE_WIDTHS)
 
 
-def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
-    """The default conv partial: no bias, released init, float32 params."""
+def make_conv(
+    dtype: Any = jnp.float32, precision: Any = None, kernels: str = "cpu_tuned"
+) -> ModuleDef:
+    """The default conv partial: no bias, released init, float32 params.
+
+    `kernels` "cpu_tuned" takes the gradients of `models.convolution`, "xla" lax's.
+    """
     return functools.partial(
         nn.Conv,
         use_bias=False,
@@ -393,12 +409,17 @@ def make_conv(dtype: Any = jnp.float32, precision: Any = None) -> ModuleDef:
         dtype=dtype,
         param_dtype=jnp.float32,
         precision=precision,
-        conv_general_dilated=conv_general_dilated,
+        conv_general_dilated=(
+            conv_general_dilated if kernels == "cpu_tuned" else jax.lax.conv_general_dilated
+        ),
     )
 
 
 def make_norm(
-    train: bool, dtype: Any = jnp.float32, axis_name: str | None = None
+    train: bool,
+    dtype: Any = jnp.float32,
+    axis_name: str | None = None,
+    kernels: str = "cpu_tuned",
 ) -> ModuleDef:
     """The default BatchNorm partial.
 
@@ -415,6 +436,7 @@ def make_norm(
         dtype=dtype,
         param_dtype=jnp.float32,
         axis_name=axis_name,
+        custom_gradient=kernels == "cpu_tuned",
     )
 
 
@@ -431,6 +453,7 @@ class SqueezeTimeBackbone(nn.Module):
     pos_dims: Sequence[int] = (56, 28, 14, 7)
     conv: ModuleDef = nn.Conv
     norm: ModuleDef = nn.BatchNorm
+    pool: Callable[[Array], Array] = max_pool_3x3_stride2
 
     @nn.compact
     def __call__(self, clip: Array, return_features: bool = False):
@@ -446,7 +469,7 @@ class SqueezeTimeBackbone(nn.Module):
         x = squeeze_time(clip)
         x = self.conv(widths[0], (5, 5), strides=(2, 2), padding=_pad(2), name="conv1")(x)
         x = nn.relu(self.norm(name="bn1")(x))
-        x = max_pool_3x3_stride2(x)
+        x = self.pool(x)
         features["stem"] = x
         for stage, (blocks, width, stride, pos_dim) in enumerate(
             zip(STAGE_SIZES[self.depth], widths, STAGE_STRIDES, self.pos_dims), start=1
@@ -469,7 +492,9 @@ class SqueezeTime(nn.Module):
 
     Call with a normalized float clip (N, T, H, W, 3); returns float32 logits.
     `dtype` is the compute dtype (bfloat16 for TPU training); parameters and
-    BatchNorm statistics stay float32.
+    BatchNorm statistics stay float32. `kernels` ("xla", "cpu_tuned", or None: by
+    JAX's default backend) picks the formulation of convolution, BatchNorm and max
+    pool gradients (`models.kernels`); `build_model` sets it for a platform.
     """
 
     depth: int = 50
@@ -481,6 +506,7 @@ class SqueezeTime(nn.Module):
     dtype: Any = jnp.float32
     precision: Any = None
     bn_axis_name: str | None = None
+    kernels: str | None = None
 
     @nn.compact
     def __call__(self, clip: Array, train: bool = False, return_features: bool = False):
@@ -491,12 +517,14 @@ class SqueezeTime(nn.Module):
                 f"model takes {self.num_frames} frames (its first conv has "
                 f"{3 * self.num_frames} input channels), got {clip.shape[1]}"
             )
+        kernels = resolve_kernels(self.kernels)
         backbone = SqueezeTimeBackbone(
             depth=self.depth,
             widen_factor=self.widen_factor,
             pos_dims=tuple(self.pos_dims),
-            conv=make_conv(self.dtype, self.precision),
-            norm=make_norm(train, self.dtype, self.bn_axis_name),
+            conv=make_conv(self.dtype, self.precision, kernels),
+            norm=make_norm(train, self.dtype, self.bn_axis_name, kernels),
+            pool=max_pool_for(kernels),
             name="backbone",
         )
         features = backbone(clip.astype(self.dtype), return_features=True)

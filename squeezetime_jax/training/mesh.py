@@ -55,6 +55,12 @@ def make_mesh(
     )
 
 
+def platform(mesh: Mesh) -> str:
+    """The platform ('cpu', 'tpu', 'gpu') of the mesh's devices, for which its
+    programs are compiled (not necessarily the host's default backend)."""
+    return mesh.devices.flat[0].platform
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over every mesh axis; the rest replicated."""
     return NamedSharding(mesh, P(mesh.axis_names))

@@ -8,7 +8,6 @@ along the mesh's data axis, each process feeding its own part.
 
 from __future__ import annotations
 
-import functools
 import signal
 
 import jax
@@ -25,18 +24,15 @@ from squeezetime_jax.checkpoints.restore import restore
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
 from squeezetime_jax.evaluation import evaluator as evaluation
-from squeezetime_jax.models import build_model
 from squeezetime_jax.runtime import host_memory
-from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training import optim
+from squeezetime_jax.training import programs
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
 from squeezetime_jax.training.profiling import StepProfiler
 from squeezetime_jax.training.progress import TrainingClock, format_eta
-from squeezetime_jax.training.state import TrainState, create_train_state, init_train_state
-from squeezetime_jax.training.step import train_step
+from squeezetime_jax.training.state import TrainState, init_train_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -177,31 +173,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if is_chief:
         _write_metadata(workdir, config)
 
-    # ---------------------------------------------------------------- model and optimizer
-    model = build_model(config.model)
-    schedule = optim.make_schedule(config, config.batch_size, total_steps, steps_per_epoch)
-    tx = optim.make_optimizer(config, schedule)
-    size = config.data.train.crop_size
-    clip_shape = (1, config.model.num_frames, size, size, 3)
-    init_fn = functools.partial(create_train_state, model, tx, clip_shape=clip_shape)
+    # ---------------------------------------------------------------- model, optimizer, step
+    # Kernels and compiler options follow the platform of the mesh's devices.
+    program = programs.train_program(config, mesh, total_steps, steps_per_epoch)
+    model, init_fn, step_fn = program.model, program.init_fn, program.step
+    abstract_state, state_shardings = program.abstract_state, program.state_shardings
     rng = jax.random.PRNGKey(config.seed)
-    abstract_state = jax.eval_shape(init_fn, rng)
-    state_shardings = mesh_lib.state_shardings(mesh, abstract_state, config.shard_params)
-
-    # ---------------------------------------------------------------- update step
-    step_fn = jax.jit(
-        functools.partial(
-            train_step,
-            model=model,
-            tx=tx,
-            schedule=schedule,
-            crop_size=config.data.train.crop_size,
-        ),
-        in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
-        out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
-        donate_argnums=0,
-        compiler_options=compiler_options(),
-    )
 
     # ---------------------------------------------------------------- checkpoint restore
     manager = workdir_lib.make_manager(

@@ -1,0 +1,118 @@
+"""The TPU compiler builds the real train and inference steps (tiny model) for TPU
+topologies on this CPU-only host: the TPU lowering of the step cannot break unseen.
+Skipped only where libtpu is missing (scripts/test.sh provides it)."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "tpu_compile.py")
+_spec = importlib.util.spec_from_file_location("tpu_compile", _PATH)
+tpu_compile = importlib.util.module_from_spec(_spec)
+sys.modules["tpu_compile"] = tpu_compile  # dataclasses look their module up
+_spec.loader.exec_module(tpu_compile)
+
+needs_libtpu = pytest.mark.skipif(
+    not tpu_compile.libtpu_available(),
+    reason="libtpu missing (the tpu-compile extra, or TPU_LIBRARY_PATH as scripts/test.sh sets)",
+)
+
+TINY = [
+    "model.depth=10",
+    "model.widen_factor=0.125",
+    "model.num_frames=2",
+    "data.num_frames=2",
+    "data.train.crop_size=32",
+    "model.pos_dims=[4,2,1,1]",
+    "model.num_classes=5",
+]
+
+
+def _config(**flags):
+    args = tpu_compile._parser().parse_args(
+        [f"--set={item}" for item in TINY]
+        + [f"--{k.replace('_', '-')}={v}" for k, v in flags.items() if v is not True]
+        + [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is True]
+    )
+    return tpu_compile.make_config(args)
+
+
+@needs_libtpu
+def test_train_and_inference_steps_compile_for_a_tpu_topology():
+    devices = tpu_compile.topology_devices("v5e:2x2")
+    assert len(devices) == 4 and devices[0].platform == "tpu"
+    train = tpu_compile.compile_program(_config(), devices, "train", per_chip_batch=2)
+    inference = tpu_compile.compile_program(_config(), devices, "inference", 2)
+    # The program is the TPU one, with the kernels of a TPU mesh.
+    assert train["kernels"] == inference["kernels"] == "xla"
+    assert "TPU" in train["hlo"] or "T(8,128)" in train["hlo"]  # TPU tiled layouts
+    assert train["chips"] == 4 and train["processes"] == 1
+    # The compiler's FLOPs: a train step is about 3x the forward pass (+ optimizer).
+    ratio = train["flops_per_chip"] / inference["flops_per_chip"]
+    assert 2.5 < ratio < 4.5, ratio
+    summary = tpu_compile.summarize(train)
+    assert summary["gflops_per_clip"] > 0 and summary["gb_per_clip"] > 0
+    assert summary["fits"] and 0 < summary["mfu"] <= 1 and summary["chip"] == "TPU v5e"
+    assert train["alias_bytes"] > 0  # the state is donated
+    # The largest ops are named back to the model's layers.
+    layers = [op["layer"] for op in train["ops"]]
+    assert any("backbone/layer1_0/conv1/spatial_conv" in layer for layer in layers)
+
+
+@needs_libtpu
+def test_multi_host_topology_and_sharded_parameters():
+    devices = tpu_compile.topology_devices("v5e:2x4")  # two hosts of four chips
+    replicated = tpu_compile.compile_program(_config(), devices, "inference", 1)
+    sharded = tpu_compile.compile_program(
+        _config(shard_params=True), devices, "inference", 1
+    )
+    assert replicated["processes"] == sharded["processes"] == 2
+    assert replicated["chips"] == 8
+    # FSDP: each chip holds an eighth of the larger kernels (the tiny model's others
+    # stay replicated, below fsdp_sharding's minimum size).
+    assert sharded["argument_bytes"] < 0.95 * replicated["argument_bytes"]
+
+
+@needs_libtpu
+def test_cpu_tuned_kernels_can_be_compiled_for_tpu_and_unknown_topologies_are_named():
+    config = _config(kernels="cpu_tuned", dtype="float32")
+    devices = tpu_compile.topology_devices("v6e:2x2")
+    result = tpu_compile.compile_program(config, devices, "inference", 1)
+    assert result["kernels"] == "cpu_tuned" and result["dtype"] == "float32"
+    assert tpu_compile.summarize(result)["chip"] == "TPU v6e"
+    with pytest.raises(ValueError, match="v9z:2x2"):
+        tpu_compile.topology_devices("v9z:2x2")
+
+
+def test_missing_libtpu_is_a_clear_error():
+    with pytest.raises(tpu_compile.LibtpuMissingError, match=r"pip install.*tpu-compile"):
+        tpu_compile.require_libtpu("no_such_libtpu_module")
+
+
+def test_hlo_accounting():
+    assert tpu_compile.shape_bytes("bf16[8,56,56,64]{3,0,2,1:T(8,128)(2,1)}") == (
+        8 * 56 * 56 * 64 * 2
+    )
+    assert tpu_compile.shape_bytes("(f32[2,3]{1,0}, s8[4]{0}, u32[])") == 24 + 4 + 4
+    op_name = (
+        "jit(train_step)/transpose(jvp(SqueezeTime))/backbone/layer2_0/conv2/"
+        "spatial_conv/glo_conv_3/conv_general_dilated"
+    )
+    assert tpu_compile.layer_of(op_name) == (
+        "train_step/backbone/layer2_0/conv2/spatial_conv/glo_conv_3 (conv_general_dilated)"
+    )
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p0: bf16[4,8]) -> bf16[4,8] {",
+            "  %p0 = bf16[4,8]{1,0} parameter(0)",
+            "  %p1 = f32[8]{0} parameter(1)",
+            "  ROOT %fusion.1 = bf16[4,8]{1,0} fusion(%p0, %p1), kind=kLoop, "
+            'metadata={op_name="jit(f)/backbone/bn1/mul"}',
+            "}",
+        ]
+    )
+    (op,) = tpu_compile.top_level_ops(hlo)
+    assert op["bytes"] == 64 + 32 + 64 and op["opcode"] == "fusion:kLoop"
+    assert op["layer"] == "f/backbone/bn1 (mul)"  # jit(f): the program, then layers
