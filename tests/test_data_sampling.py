@@ -50,7 +50,15 @@ def test_test_mode_release_examples():
     # HMDB51's 2 clips: the first and the last start.
     assert sampling.clip_offsets(300, 16, 4, 2, train=False).tolist() == [0, 239]
     # Ties round to even: last start 9 over 6 steps is 1.5 per step.
-    assert sampling.clip_offsets(70, 16, 4, 7, train=False).tolist() == [0, 2, 3, 4, 6, 8, 9]
+    assert sampling.clip_offsets(70, 16, 4, 7, train=False).tolist() == [
+        0,
+        2,
+        3,
+        4,
+        6,
+        8,
+        9,
+    ]
     # Shorter than one clip: every clip starts at 0 and wraps.
     np.testing.assert_array_equal(
         sampling.sample_frame_indices(9, 16, 4, 3, train=False),
