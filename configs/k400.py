@@ -29,6 +29,9 @@ def get_config(arg=None):
         widen_factor=variant.widen,
         num_classes=400,
     )
+    # BatchNorm statistics per 64 clips, as the release (8 GPUs x 64, no SyncBN),
+    # whatever the mesh; None would use the whole global batch.
+    config.model.bn_group_size = 64
 
     config.data = default_data_config()
     config.data.num_frames = variant.frames

@@ -34,6 +34,9 @@ def model_config(**overrides: Any) -> ml_collections.ConfigDict:
             image_size=224,
             dropout_rate=0.5,
             dtype="float32",
+            # Clips per BatchNorm statistics group; None: the whole global batch. The
+            # release trains 8 GPUs x 64 clips without SyncBN: 64 (configs/k400.py).
+            bn_group_size=None,
         )
     )
     for key, value in overrides.items():
@@ -62,5 +65,16 @@ def build_model(config: ml_collections.ConfigDict | dict, **kwargs: Any) -> Sque
         num_frames=int(config["num_frames"]),
         dropout_rate=float(config.get("dropout_rate", 0.5)),
         dtype=dtype,
+        bn_group_size=_group_size(config.get("bn_group_size")),
         **kwargs,
     )
+
+
+def _group_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if int(value) != value or int(value) < 1:
+        raise ValueError(
+            f"model.bn_group_size must be a positive integer or None, got {value!r}"
+        )
+    return int(value)
