@@ -21,6 +21,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import sys
@@ -87,6 +88,25 @@ def read_class_names(path: str | None, num_classes: int) -> list[str]:
     return names
 
 
+def default_class_names(config: str, num_classes: int) -> list[str] | None:
+    """The class names a config implies without --classes: the package's Kinetics-400
+    names (the released label map's order) for kinetics400; None otherwise (names
+    are then the label numbers; Kinetics-600's map is not shipped, pass --classes)."""
+    if config == "kinetics400":
+        from squeezetime_jax import resources
+
+        names = resources.kinetics400_class_names()
+        if len(names) != num_classes:
+            raise ValueError(f"shipped Kinetics-400 names: {len(names)}, not {num_classes}")
+        return names
+    if config == "kinetics600":
+        logging.warning(
+            "prepare --config kinetics600 without --classes: class names will be the "
+            "label numbers 0..599 (pass the release's label map with --classes)"
+        )
+    return None
+
+
 def prepare_dataset(
     lists: Sequence[str],
     root: str,
@@ -128,7 +148,8 @@ def prepare_dataset(
         raise ValueError(
             f"label {max_label} out of range for {config} ({num_classes} classes)"
         )
-    class_names = read_class_names(classes, num_classes)
+    class_names = default_class_names(config, num_classes) if classes is None else None
+    class_names = class_names or read_class_names(classes, num_classes)
 
     total = sum(len(es) for es in entries.values())
     bar = tqdm.tqdm(total=total, desc="videos", unit="video", disable=not progress)
@@ -208,7 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--list", action="append", required=True, metavar="[SPLIT=]LIST")
     p.add_argument("--root", required=True, help="directory the list paths are relative to")
     p.add_argument("--out", required=True, help="output TFDS data_dir")
-    p.add_argument("--classes", help="class names, one per line, line i = label i")
+    p.add_argument(
+        "--classes",
+        help="class names, one per line, line i = label i (default: the shipped "
+        "Kinetics-400 names for --config kinetics400, else the label numbers)",
+    )
     p.add_argument("--config", default="custom", choices=list(tfds_builder.CONFIGS))
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--overwrite", action="store_true")
