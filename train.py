@@ -1,38 +1,15 @@
-"""Trains SqueezeTime.
+"""Trains SqueezeTime: `python train.py --config configs/k400.py --workdir DIR`.
 
-    python train.py --config configs/k400.py --workdir DIR [--config.field=value ...]
-
-Re-running the same command resumes from the latest complete checkpoint in DIR.
-On a multi-host TPU slice, run the same command on every worker. Elsewhere,
-several processes find each other through --coordinator_address,
---num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, ...).
+The command is `python -m squeezetime_jax.train` (its --help lists every flag); this
+file runs it from a source checkout.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from squeezetime_jax import host_memory
-from squeezetime_jax.training import distributed
-from squeezetime_jax.training.trainer import train_and_evaluate
+from squeezetime_jax import cli
+from squeezetime_jax import train as command
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config (configs/*.py).", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Checkpoints, metrics and the saved config."
-)
-distributed.define_flags()
-host_memory.define_flags()
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.configure_from_flags()  # before JAX creates its CPU backend
-    distributed.initialize_from_flags()
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
+flags.adopt_module_key_flags(command)  # --help lists the command's flags
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(command.main)

@@ -14,7 +14,7 @@ Times, jitted and warm, the median of `--repeats` calls of:
     `max_pool_3x3_stride2` (the model's custom gradient);
   * 3x3 weight gradients from XLA vs as nine shifted matmuls;
   * the model's convolutions (forward, input gradient, kernel gradient) compiled with
-    XLA's defaults (YNNPACK) and with `squeezetime_jax.compile_options` (Eigen);
+    XLA's defaults (YNNPACK) and with `squeezetime_jax.runtime.compile_options` (Eigen);
   * kernel gradients of the stem and the IOI convolutions from XLA and from the
     model's `conv_kernel_gradient` (space to depth, shifted matrix products), compiled
     with the trainer's options, and the stem's for batches 1 to `--batch`.
@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from squeezetime_jax.compile_options import compiler_options
 from squeezetime_jax.models.batch_norm import BatchNorm
 from squeezetime_jax.models.convolution import (
     conv_kernel_gradient,
@@ -42,6 +41,7 @@ from squeezetime_jax.models.convolution import (
     space_to_depth_kernel_gradient,
 )
 from squeezetime_jax.models.squeezetime import _pool_windows, max_pool_3x3_stride2
+from squeezetime_jax.runtime.compile_options import compiler_options
 
 DN = ("NHWC", "HWIO", "NHWC")
 

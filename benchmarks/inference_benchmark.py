@@ -41,12 +41,12 @@ def _parser():
         "--xla-defaults",
         action="store_true",
         help="also time JAX compiled with XLA's default options instead of "
-        "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)",
+        "squeezetime_jax.runtime.compile_options (YNNPACK convolutions on CPU)",
     )
     parser.add_argument(
         "--reuse-freed-memory",
         action="store_true",
-        help="set up the process as eval.py does (squeezetime_jax.host_memory:"
+        help="set up the process as eval.py does (squeezetime_jax.runtime.host_memory:"
         " freed heap memory kept for reuse, which PyTorch gets too, and "
         "CPU computations on the calling thread)",
     )
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     pin_threads(args.threads)
     if args.reuse_freed_memory:
-        from squeezetime_jax import host_memory
+        from squeezetime_jax.runtime import host_memory
 
         host_memory.reuse_freed_memory()
         host_memory.run_cpu_computations_on_calling_thread()
@@ -88,10 +88,10 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from squeezetime_jax.compile_options import compiler_options
     from squeezetime_jax.interop.conversion import from_torch
     from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
     from squeezetime_jax.models import build_model
+    from squeezetime_jax.runtime.compile_options import compiler_options
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

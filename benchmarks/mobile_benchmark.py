@@ -71,12 +71,12 @@ def _time(run, x, repeats: int, warmup: int) -> list[float]:
 def _conversion(checkpoint):
     import torch
 
+    from squeezetime_jax.checkpoints.restore import restore
     from squeezetime_jax.interop.conversion import from_torch
     from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
-    from squeezetime_jax.loading import load_variables
 
     if checkpoint:
-        return load_variables(checkpoint)
+        return restore(checkpoint)
     torch.manual_seed(0)
     twin = randomize_batchnorm_(SqueezeTimeTorch(), seed=0)
     return from_torch(
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from squeezetime_jax.interop import export
+    from squeezetime_jax.export import mobile as export
     from squeezetime_jax.models import build_model
 
     export.require_extras(export.FORMATS)

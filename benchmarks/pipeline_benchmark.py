@@ -25,7 +25,6 @@ import platform
 import tempfile
 import time
 
-import av
 import numpy as np
 
 from squeezetime_jax.data import (
@@ -35,6 +34,7 @@ from squeezetime_jax.data import (
     pipeline,
     prepare,
 )
+from squeezetime_jax.data.video_encode import encode_video
 
 SIZES = {320: (426, 320), 256: (340, 256), 480: (854, 480), 720: (1280, 720)}
 
@@ -43,22 +43,24 @@ def write_realistic_h264(path, width, height, num_frames, fps=25, seed=0, keyint
     rng = np.random.default_rng(seed)
     texture = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
     texture = np.kron(texture, np.ones((8, 8, 1), np.uint8))[:height, :width]
-    with av.open(path, "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {
-            "preset": "veryfast",
-            "crf": "23",
-            "x264-params": f"bframes=3:keyint={keyint}",
-        }
+
+    def frames():
         for i in range(num_frames):
             img = np.roll(texture, (i * 2, i * 3), axis=(0, 1)).copy()
             x = (i * 7) % max(1, width - 64)
             img[:, x : x + 64] = 255 - img[:, x : x + 64]
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+            yield img
+
+    encode_video(
+        path,
+        frames(),
+        fps=fps,
+        options={
+            "preset": "veryfast",
+            "crf": "23",
+            "x264-params": f"bframes=3:keyint={keyint}",
+        },
+    )
 
 
 def make_dataset(tmp, resolution, num_videos, num_frames, args):

@@ -11,7 +11,7 @@ feature map (weight gradients, which XLA CPU writes as convolutions with the bat
 the contracted axis), other convolutions by window size, and matmuls. Durations are
 summed over XLA's threads, so their total exceeds the step's wall time when ops overlap.
 
-Convolutions on Eigen (what `squeezetime_jax.compile_options` selects on CPU) run on
+Convolutions on Eigen (what `squeezetime_jax.runtime.compile_options` selects on CPU) run on
 the intra-op thread pool after their op event has ended, so with several threads the
 trace shows little of their time. `--cores 1` pins the process to one core, where
 every op runs in its own event: a per-op CPU account rather than a timeline.

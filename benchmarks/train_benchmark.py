@@ -9,7 +9,7 @@ forward in train mode (BatchNorm batch statistics and running-average update, dr
 cross-entropy, backward, global-norm clipping at 40, SGD with momentum 0.9 and coupled
 weight decay 7e-5 (torch.optim.SGD, and the optax chain of squeezetime_jax.training).
 JAX runs `train_step` jitted with the state donated, with glibc reusing freed memory
-as train.py sets it up (squeezetime_jax.host_memory). Each framework runs in its own
+as train.py sets it up (squeezetime_jax.runtime.host_memory). Each framework runs in its own
 worker subprocess, so that each one's peak resident memory (getrusage maxrss) is its
 own, reported also as it was before the first step (runtime, state and, for JAX, what
 compiling left resident). The parent drives the workers one step at a time in
@@ -57,7 +57,7 @@ def _parser():
         "--xla-defaults",
         action="store_true",
         help="also run JAX compiled with XLA's default options instead of "
-        "squeezetime_jax.compile_options (YNNPACK convolutions on CPU)",
+        "squeezetime_jax.runtime.compile_options (YNNPACK convolutions on CPU)",
     )
     parser.add_argument(
         "--xla-gradients",
@@ -94,15 +94,15 @@ def _random_batch(batch: int, frames: int, size: int, seed: int):
 def _jax_worker(args):
     import functools
 
-    from squeezetime_jax import host_memory
+    from squeezetime_jax.runtime import host_memory
 
     if args.worker != "jax-default-heap":  # as train.py sets up the process
         host_memory.reuse_freed_memory()
         host_memory.run_cpu_computations_on_calling_thread()
     import jax
 
-    from squeezetime_jax.compile_options import compiler_options
     from squeezetime_jax.models import build_model, model_config
+    from squeezetime_jax.runtime.compile_options import compiler_options
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state, init_train_state
     from squeezetime_jax.training.step import train_step
@@ -160,7 +160,7 @@ def _optim_config(optim):
 
 def _torch_worker(args):
     if args.worker == "torch-reuse-heap":
-        from squeezetime_jax import host_memory
+        from squeezetime_jax.runtime import host_memory
 
         host_memory.reuse_freed_memory()
     import torch

@@ -115,8 +115,8 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
     import ml_collections
 
-    from squeezetime_jax.compile_options import compiler_options
     from squeezetime_jax.models import build_model, model_config
+    from squeezetime_jax.runtime.compile_options import compiler_options
     from squeezetime_jax.training import optim
     from squeezetime_jax.training.state import create_train_state
     from squeezetime_jax.training.step import cross_entropy, train_step

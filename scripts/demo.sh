@@ -2,7 +2,8 @@
 # The built-in demo job: creates or refreshes ./.venv, then generates a small video
 # dataset whose classes differ only in temporal order, prepares it, trains SqueezeTime
 # (configs/demo.py), evaluates it (10 clips x 3 crops, and with shuffled frames),
-# converts it to PyTorch and writes a report. No download; about 15 minutes on 2 CPU cores.
+# converts it to PyTorch and writes a report. No download of data; about 5 minutes on 2 CPU
+# cores once .venv is installed (BENCHMARKS.md, "Demo").
 #
 #   bash scripts/demo.sh [WORKDIR] [--quick]     (WORKDIR defaults to ./demo_output)
 set -euo pipefail

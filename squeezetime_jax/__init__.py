@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 
 def load(path):
-    """A ready-to-call SqueezeTime: `load(path)(clip)` -> logits (see loading.load)."""
-    from squeezetime_jax.loading import (
+    """A ready-to-call SqueezeTime: `load(path)(clip)` -> logits (see inference.model.load)."""
+    from squeezetime_jax.inference.model import (
         load as _load,
     )  # keeps `import squeezetime_jax` light
 

@@ -1,90 +1,84 @@
 """Checkpoint conversion between the released PyTorch format and this library.
 
-  python -m squeezetime_jax.convert from-torch IN.pth OUT_DIR [--drop-head --num-classes N]
+  python -m squeezetime_jax.convert from-torch IN.pth OUT_DIR [--drop_head --num_classes N]
   python -m squeezetime_jax.convert to-torch CKPT OUT.pth [--plain]
 
-from-torch infers the model config from the checkpoint and writes an Orbax checkpoint
-of params and batch_stats plus model_config.json. to-torch writes a file the released
-PyTorch model (or squeezetime_jax.interop.torch_model) loads with strict=True.
+from-torch infers the model config from the checkpoint and writes a converted
+checkpoint directory (Orbax variables plus model_config.json). to-torch reads a
+converted directory, a train.py workdir (its latest step) or a .pth, and writes a file
+the released PyTorch model (or squeezetime_jax.interop.torch_model) loads with
+strict=True. Paths may be local or gs:// URLs.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Sequence
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax import cli
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m squeezetime_jax.convert", description=__doc__.split("\n\n")[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    src = commands.add_parser("from-torch", help="PyTorch .pth -> converted checkpoint dir")
-    src.add_argument("input", metavar="IN.pth")
-    src.add_argument("output", metavar="OUT_DIR")
-    src.add_argument(
-        "--drop-head",
-        action="store_true",
-        help="discard the classifier and initialize a new one (needs --num-classes)",
-    )
-    src.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        help="classes of the converted model (must match the checkpoint "
-        "unless --drop-head)",
-    )
-    src.add_argument("--seed", type=int, default=0, help="seed of a re-initialized head")
-    dst = commands.add_parser("to-torch", help="checkpoint -> PyTorch .pth")
-    dst.add_argument(
-        "input",
-        metavar="CKPT",
-        help="converted checkpoint directory, train.py workdir (latest step) or .pth",
-    )
-    dst.add_argument("output", metavar="OUT.pth")
-    dst.add_argument(
-        "--plain",
-        action="store_true",
-        help="write the bare state_dict instead of {'state_dict', 'meta'}",
-    )
-    return parser
+FLAGS = cli.Flags("python -m squeezetime_jax.convert", __doc__)
+DROP_HEAD = FLAGS.boolean(
+    "drop_head",
+    False,
+    "from-torch: discard the classifier and initialize a new one (needs --num_classes).",
+)
+NUM_CLASSES = FLAGS.integer(
+    "num_classes",
+    None,
+    "from-torch: classes of the converted model (must match the checkpoint unless "
+    "--drop_head).",
+)
+SEED = FLAGS.integer("seed", 0, "from-torch: seed of a re-initialized head.")
+PLAIN = FLAGS.boolean(
+    "plain", False, "to-torch: write the bare state_dict instead of {'state_dict', 'meta'}."
+)
 
 
-def from_torch(args) -> None:
-    from squeezetime_jax.interop.checkpoints import load_torch_checkpoint, save_converted
+def from_torch(source: str, output: str) -> None:
+    from squeezetime_jax.checkpoints.converted import save_converted
+    from squeezetime_jax.interop.torch_checkpoints import load_torch_checkpoint
 
-    if args.drop_head and args.num_classes is None:
-        raise ValueError("--drop-head needs --num-classes N")
+    if DROP_HEAD.value and NUM_CLASSES.value is None:
+        raise ValueError("--drop_head needs --num_classes N")
     conversion = load_torch_checkpoint(
-        args.input, drop_head=args.drop_head, num_classes=args.num_classes, seed=args.seed
+        source, drop_head=DROP_HEAD.value, num_classes=NUM_CLASSES.value, seed=SEED.value
     )
-    save_converted(args.output, conversion, source=args.input)
+    save_converted(output, conversion, source=source)
     for note in conversion.notes:
         print(note)
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
 
 
-def to_torch(args) -> None:
-    from squeezetime_jax.interop.checkpoints import save_torch_checkpoint
-    from squeezetime_jax.loading import load_variables
+def to_torch(source: str, output: str) -> None:
+    from squeezetime_jax.checkpoints.restore import restore
+    from squeezetime_jax.interop.torch_checkpoints import save_torch_checkpoint
 
-    conversion = load_variables(args.input)
+    restored = restore(source)
     save_torch_checkpoint(
-        args.output,
-        conversion.variables,
-        conversion.config,
-        plain=args.plain,
-        meta={"source": args.input},
+        output,
+        restored.variables,
+        restored.config,
+        plain=PLAIN.value,
+        meta={"source": source},
     )
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+COMMANDS = {"from-torch": from_torch, "to-torch": to_torch}
+
+
+@cli.exit_on_usage_error
+def main(argv: Sequence[str] | None = None) -> int:
+    positional = FLAGS.parse(argv)
+    if len(positional) != 3 or positional[0] not in COMMANDS:
+        raise cli.UsageError(
+            f"expected one of {', '.join(COMMANDS)} then INPUT OUTPUT; got {positional}"
+        )
+    command, source, output = positional
     try:
-        {"from-torch": from_torch, "to-torch": to_torch}[args.command](args)
+        COMMANDS[command](source, output)
     except (CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

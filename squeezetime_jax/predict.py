@@ -1,6 +1,6 @@
 """Classifies video files with a SqueezeTime checkpoint.
 
-    python -m squeezetime_jax.predict --checkpoint PATH [--classes classes.txt] \
+    python -m squeezetime_jax.predict --checkpoint PATH [--classes classes.txt]
         [--views 10x3] [--json] VIDEO [VIDEO ...]
 
 For each video, the top-5 classes with their probabilities (softmax averaged
@@ -14,8 +14,6 @@ with the package for a 400-class model.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
 import sys
 from typing import Sequence
@@ -23,13 +21,12 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax import cli
 from squeezetime_jax.data import default_data_config, eval_protocol
 from squeezetime_jax.data.single_video import read_video_bytes, video_views
 from squeezetime_jax.data.video_decode import VideoDecodeError
-from squeezetime_jax.models import build_model
-from squeezetime_jax.training.eval_protocols import softmax
-from squeezetime_jax.training.step import predict_step
+from squeezetime_jax.evaluation.scoring import softmax
+from squeezetime_jax.inference.model import load
 
 
 def parse_views(text: str) -> tuple[int, int]:
@@ -58,14 +55,13 @@ def read_class_file(path: str, num_classes: int) -> list[str]:
 
 def default_class_names(checkpoint: str, num_classes: int) -> list[str]:
     """A training workdir's dataset names, the shipped K400 names, or class_<i>."""
-    from squeezetime_jax.interop.checkpoints import is_training_workdir
+    from squeezetime_jax.checkpoints import workdir
 
-    if is_training_workdir(checkpoint):
+    if workdir.is_workdir(checkpoint):
         try:
             from squeezetime_jax.data import dataset_info
-            from squeezetime_jax.training.eval_checkpoint import read_train_config
 
-            data = read_train_config(checkpoint)["data"]
+            data = workdir.read_config(checkpoint)["data"]
             names = dataset_info(data.get("data_dir"), data["dataset"]).class_names
             if len(names) == num_classes:
                 return names
@@ -90,10 +86,9 @@ class Predictor:
         crop_size: int | None = None,
         batch_size: int | None = None,
     ):
-        from squeezetime_jax.loading import load_variables  # torch only for .pth files
-
-        conversion = load_variables(checkpoint)
-        self.model_config = conversion.config
+        # The default device: an accelerator where there is one.
+        self.model = load(checkpoint, device=jax.devices()[0])
+        self.model_config = self.model.config
         self.data_config = default_data_config()
         self.data_config.num_frames = self.model_config.num_frames
         overrides = {"base": "test", "num_clips": views[0], "num_crops": views[1]}
@@ -105,22 +100,10 @@ class Predictor:
             overrides["crop_size"] = short_side
         self.protocol = eval_protocol(self.data_config, overrides)
         self.batch_size = batch_size or views[0] * views[1]
-        self.variables = jax.device_put(conversion.variables)
-        self._predict = jax.jit(
-            functools.partial(predict_step, model=build_model(self.model_config)),
-            compiler_options=compiler_options(),
-        )
 
     def view_logits(self, video: np.ndarray) -> np.ndarray:
         """Logits of (V, T, C, C, 3) uint8 views, in fixed-size batches (one compile)."""
-        out = []
-        for start in range(0, len(video), self.batch_size):
-            chunk = video[start : start + self.batch_size]
-            padded = np.zeros((self.batch_size,) + chunk.shape[1:], chunk.dtype)
-            padded[: len(chunk)] = chunk
-            logits = self._predict(self.variables, {"video": padded})
-            out.append(np.asarray(logits, np.float32)[: len(chunk)])
-        return np.concatenate(out)
+        return self.model.pixel_logits(video, self.batch_size)
 
     def probabilities(self, path: str) -> np.ndarray:
         """Mean softmax over the views; VideoDecodeError if the file is unreadable."""
@@ -136,52 +119,58 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 5) -> 
     ]
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.predict", __doc__)
+CHECKPOINT = FLAGS.string(
+    "checkpoint",
+    None,
+    "Training workdir, converted checkpoint directory or .pth (local or gs://).",
+    required=True,
+)
+CLASSES = FLAGS.string("classes", None, "Class names, one per line, in label order.")
+VIEWS = FLAGS.string(
+    "views", "10x3", "CLIPSxCROPS: 10x3 is the test protocol, 1x1 one centre clip."
+)
+SHORT_SIDE = FLAGS.integer("short_side", None, "Resize the short side to this (224).")
+CROP_SIZE = FLAGS.integer("crop_size", None, "Crop size (224).")
+TOP_K = FLAGS.integer("top_k", 5, "Classes listed per video.")
+BATCH_SIZE = FLAGS.integer("batch_size", None, "Views per forward pass (all views).")
+JSON = FLAGS.boolean("json", False, "One JSON object per line.")
+
+
+def _fail(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m squeezetime_jax.predict", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="training workdir, converted checkpoint directory or .pth",
-    )
-    parser.add_argument("--classes", help="class names, one per line, in label order")
-    parser.add_argument(
-        "--views",
-        default="10x3",
-        help="CLIPSxCROPS (default: 10x3, the test protocol; 1x1 is one centre clip)",
-    )
-    parser.add_argument(
-        "--short_side", type=int, help="resize the short side to this (default 224)"
-    )
-    parser.add_argument("--crop_size", type=int, help="crop size (default 224)")
-    parser.add_argument("--top_k", type=int, default=5)
-    parser.add_argument("--batch_size", type=int, help="views per forward pass")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("videos", nargs="+", metavar="VIDEO")
-    args = parser.parse_args(argv)
     try:
-        views = parse_views(args.views)
+        videos = FLAGS.parse(argv)
+    except cli.UsageError as error:
+        _fail(str(error))
+    if not videos:
+        _fail("no VIDEO given")
+    try:
+        views = parse_views(VIEWS.value)
         predictor = Predictor(
-            args.checkpoint,
+            CHECKPOINT.value,
             views=views,
-            short_side=args.short_side,
-            crop_size=args.crop_size,
-            batch_size=args.batch_size,
+            short_side=SHORT_SIDE.value,
+            crop_size=CROP_SIZE.value,
+            batch_size=BATCH_SIZE.value,
         )
         num_classes = predictor.model_config.num_classes
         names = (
-            read_class_file(args.classes, num_classes)
-            if args.classes
-            else default_class_names(args.checkpoint, num_classes)
+            read_class_file(CLASSES.value, num_classes)
+            if CLASSES.value
+            else default_class_names(CHECKPOINT.value, num_classes)
         )
     except (ValueError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
+        _fail(str(error))
     except Exception as error:  # checkpoint errors name the file
-        parser.exit(2, f"error: {type(error).__name__}: {error}\n")
+        _fail(f"{type(error).__name__}: {error}")
 
     failures = 0
-    for path in args.videos:
+    for path in videos:
         try:
             probabilities = predictor.probabilities(path)
         except Exception as error:  # one bad file must not stop the others
@@ -191,13 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if isinstance(error, VideoDecodeError)
                 else f"{type(error).__name__}: {error}"
             )
-            if args.json:
+            if JSON.value:
                 print(json.dumps({"video": path, "error": reason}), flush=True)
             else:
                 print(f"{path}: error: {reason}", flush=True)
             continue
-        best = top_k(probabilities, names, args.top_k)
-        if args.json:
+        best = top_k(probabilities, names, TOP_K.value)
+        if JSON.value:
             print(
                 json.dumps({"video": path, "views": views[0] * views[1], "top": best}),
                 flush=True,
@@ -208,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {entry['probability']:7.2%}  {entry['class']}")
             sys.stdout.flush()
     if failures:
-        print(f"{failures} of {len(args.videos)} videos could not be read", file=sys.stderr)
+        print(f"{failures} of {len(videos)} videos could not be read", file=sys.stderr)
     return 1 if failures else 0
 
 

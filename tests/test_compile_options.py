@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax.runtime.compile_options import compiler_options
 
 
 def _conv(x, w):

@@ -12,11 +12,15 @@ import pytest
 import torch
 
 import squeezetime_jax.convert as convert_cli
-from squeezetime_jax.interop import checkpoints, conversion
-from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
+from squeezetime_jax.checkpoints.converted import save_converted
+from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
+from squeezetime_jax.checkpoints.restore import restore
+from squeezetime_jax.checkpoints.restore import restore as load_variables
+from squeezetime_jax.inference.model import load
+from squeezetime_jax.interop import conversion
 from squeezetime_jax.interop.infer import infer_model_config
+from squeezetime_jax.interop.torch_checkpoints import load_torch_checkpoint
 from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
-from squeezetime_jax.loading import load, load_variables
 
 TINY = dict(widen_factor=0.25, pos_dims=(8, 4, 2, 1), num_classes=5, num_frames=4)
 
@@ -113,7 +117,7 @@ def test_wrappers_and_module_prefix(tmp_path):
     }
     for name, obj in variants.items():
         torch.save(obj, tmp_path / name)
-        got = checkpoints.load_torch_checkpoint(tmp_path / name).variables
+        got = load_torch_checkpoint(tmp_path / name).variables
         jax.tree.map(np.testing.assert_array_equal, got, expected)
 
 
@@ -134,7 +138,7 @@ def test_reads_metadata_weights_only_refuses_without_running_it(tmp_path):
     )
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
-    got = checkpoints.load_torch_checkpoint(path).variables
+    got = load_torch_checkpoint(path).variables
     expected = conversion.from_torch(_numpy(model)).variables
     jax.tree.map(np.testing.assert_array_equal, got, expected)
     assert not _TrainingMetadata.rebuilt
@@ -205,35 +209,35 @@ def test_unreadable_files_name_the_file(tmp_path, tiny_pth):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
     with pytest.raises(CheckpointError, match=r"truncated\.pth: not a readable PyTorch"):
-        checkpoints.load_torch_checkpoint(truncated)
+        load_torch_checkpoint(truncated)
     text = tmp_path / "notes.pth"
     text.write_text("hello")
     with pytest.raises(CheckpointError, match=r"notes\.pth: not a readable PyTorch"):
-        checkpoints.load_torch_checkpoint(text)
+        load_torch_checkpoint(text)
     listing = tmp_path / "list.pth"
     torch.save([1, 2, 3], listing)
     with pytest.raises(CheckpointError, match=r"list\.pth: not a state_dict"):
-        checkpoints.load_torch_checkpoint(listing)
+        load_torch_checkpoint(listing)
     with pytest.raises(CheckpointError, match="no such file"):
         load_variables(tmp_path / "absent.pth")
 
 
 def test_converted_directory_round_trip(tmp_path, tiny_pth):
     path, model = tiny_pth
-    converted = checkpoints.load_torch_checkpoint(path)
-    checkpoints.save_converted(tmp_path / "out", converted, source=str(path))
+    converted = load_torch_checkpoint(path)
+    save_converted(tmp_path / "out", converted, source=str(path))
     assert json.loads((tmp_path / "out" / "model_config.json").read_text())["depth"] == 10
-    restored = checkpoints.restore_converted(tmp_path / "out")
+    restored = restore(tmp_path / "out")
     assert restored.config == converted.config
     jax.tree.map(np.testing.assert_array_equal, restored.variables, converted.variables)
     with pytest.raises(CheckpointError, match="exists and is not empty"):
-        checkpoints.save_converted(tmp_path / "out", converted)
+        save_converted(tmp_path / "out", converted)
     # A directory whose config disagrees with its variables is reported, key by key.
     config = json.loads((tmp_path / "out" / "model_config.json").read_text())
     config["num_classes"] = 9
     (tmp_path / "out" / "model_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointMismatchError, match="fc_cls/kernel"):
-        checkpoints.restore_converted(tmp_path / "out")
+        restore(tmp_path / "out")
 
 
 def test_cli_from_torch_to_torch(tmp_path, tiny_pth, capsys):
@@ -274,7 +278,7 @@ def test_cli_drop_head_and_errors(tmp_path, tiny_pth, capsys):
         == 1
     )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--drop-head" in err
+    assert err.count("\n") == 1 and "--drop_head" in err
     assert (
         convert_cli.main(
             [
@@ -293,7 +297,7 @@ def test_cli_drop_head_and_errors(tmp_path, tiny_pth, capsys):
     assert (
         convert_cli.main(["from-torch", str(path), str(tmp_path / "c"), "--drop-head"]) == 1
     )
-    assert "--num-classes" in capsys.readouterr().err
+    assert "--num_classes" in capsys.readouterr().err
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
@@ -325,7 +329,7 @@ def test_load_pth_and_directory_match_the_twin(tmp_path, tiny_pth):
         reference = model.double()(torch.from_numpy(x.transpose(0, 4, 1, 2, 3)).double())
     model.float()
     reference = reference.numpy()
-    checkpoints.save_converted(tmp_path / "dir", checkpoints.load_torch_checkpoint(path))
+    save_converted(tmp_path / "dir", load_torch_checkpoint(path))
     for source in (path, tmp_path / "dir"):
         loaded = load(source)
         assert loaded.config.num_classes == 5 and loaded.module.depth == 10
@@ -338,12 +342,12 @@ def test_load_pth_and_directory_match_the_twin(tmp_path, tiny_pth):
 
 def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
     path, _ = tiny_pth
-    checkpoints.save_converted(tmp_path / "dir", checkpoints.load_torch_checkpoint(path))
+    save_converted(tmp_path / "dir", load_torch_checkpoint(path))
     script = (
         "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
         "import numpy as np\n"
-        "from squeezetime_jax.interop.errors import CheckpointError\n"
-        "from squeezetime_jax.loading import load\n"
+        "from squeezetime_jax.checkpoints.errors import CheckpointError\n"
+        "from squeezetime_jax.inference.model import load\n"
         "import squeezetime_jax.convert\n"
         f"print(load({str(tmp_path / 'dir')!r})(np.zeros((1, 4, 32, 32, 3), np.float32)).shape)\n"
         "try:\n"
@@ -361,11 +365,11 @@ def test_converted_directories_load_without_torch(tmp_path, tiny_pth):
 def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
     import optax
 
-    from squeezetime_jax.training import checkpointing
+    from squeezetime_jax.checkpoints import workdir as checkpointing
     from squeezetime_jax.training.state import TrainState
 
     path, model = tiny_pth
-    converted = checkpoints.load_torch_checkpoint(path)
+    converted = load_torch_checkpoint(path)
     params, batch_stats = converted.variables["params"], converted.variables["batch_stats"]
     state = TrainState(
         step=np.int32(0),
@@ -404,4 +408,4 @@ def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
     with pytest.raises(
         CheckpointError, match="no checkpoint for step 5; available: \\[3, 8\\]"
     ):
-        checkpoints.restore_training_workdir(workdir, step=5)
+        restore(workdir, step=5)

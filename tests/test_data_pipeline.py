@@ -18,9 +18,9 @@ from squeezetime_jax.data import (
     normalize_on_device,
     pipeline,
 )
-from squeezetime_jax.data import synthetic_videos as sv
-from squeezetime_jax.data.demo_dataset import small_data_config as small_config
-from squeezetime_jax.data.demo_dataset import write_demo_dataset as prepare_suite
+from tests.fixtures import synthetic_videos as sv
+from tests.fixtures.demo_dataset import small_data_config as small_config
+from tests.fixtures.demo_dataset import write_demo_dataset as prepare_suite
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ _RESTORE_SCRIPT = textwrap.dedent("""
     import orbax.checkpoint as ocp
     import grain
     from squeezetime_jax.data import make_train_dataset
-    from squeezetime_jax.data.demo_dataset import small_data_config as small_config
+    from tests.fixtures.demo_dataset import small_data_config as small_config
 
     cfg = small_config({out!r})
     cfg.num_frames, cfg.frame_interval = 4, 2

@@ -8,12 +8,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 from squeezetime_jax.data import dataset_info, prepare
-from squeezetime_jax.data import synthetic_videos as sv
-from squeezetime_jax.data.demo_dataset import (
+from tests.fixtures import synthetic_videos as sv
+from tests.fixtures.demo_dataset import (
     CLASSES,
     DATASET,
 )
-from squeezetime_jax.data.demo_dataset import (
+from tests.fixtures.demo_dataset import (
     write_demo_dataset as prepare_suite,
 )
 

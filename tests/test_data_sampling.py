@@ -10,10 +10,10 @@ from squeezetime_jax.data import (
     sampling,
     video_decode,
 )
-from squeezetime_jax.data import synthetic_videos as sv
-from squeezetime_jax.data.demo_dataset import DATASET
-from squeezetime_jax.data.demo_dataset import small_data_config as small_config
-from squeezetime_jax.data.demo_dataset import write_demo_dataset as prepare_suite
+from tests.fixtures import synthetic_videos as sv
+from tests.fixtures.demo_dataset import DATASET
+from tests.fixtures.demo_dataset import small_data_config as small_config
+from tests.fixtures.demo_dataset import write_demo_dataset as prepare_suite
 
 
 def expected_test_indices(n, clip_len, interval, num_clips):

@@ -17,8 +17,8 @@ from squeezetime_jax.data import (
     transforms,
     video_decode,
 )
-from squeezetime_jax.data import synthetic_videos as sv
-from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
+from tests.fixtures import synthetic_videos as sv
+from tests.fixtures.demo_dataset import small_data_config, write_demo_dataset
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,16 @@ import optax
 import pytest
 from absl import flags
 
+from squeezetime_jax.checkpoints import workdir as checkpointing
+from squeezetime_jax.checkpoints.restore import restore
 from squeezetime_jax.data import MEAN_RGB, STD_RGB, clips, make_eval_dataset, pipeline
-from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
-from squeezetime_jax.interop.checkpoints import save_torch_checkpoint
+from squeezetime_jax.evaluation import job as ev
+from squeezetime_jax.evaluation import scoring as eval_protocols
+from squeezetime_jax.interop.torch_checkpoints import save_torch_checkpoint
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import checkpointing, eval_protocols
-from squeezetime_jax.training import evaluate as ev
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.eval_checkpoint import restore_for_eval
 from squeezetime_jax.training.state import create_train_state, init_train_state
+from tests.fixtures.demo_dataset import small_data_config, write_demo_dataset
 from tests.training_utils import REPO, device_env, tiny_config
 
 # 5 videos x (2 clips x 3 crops) = 30 views in batches of 8: the last batch is uneven.
@@ -89,7 +90,7 @@ def runner_1(config):
 
 @pytest.fixture(scope="module")
 def result_1(runner_1, workdir):
-    return runner_1.evaluate(restore_for_eval(workdir[0], runner_1.mesh, step=2))
+    return runner_1.evaluate(restore(workdir[0], 2, mesh_lib.replicated(runner_1.mesh)))
 
 
 # ---------------------------------------------------------------- aggregation by hand
@@ -222,7 +223,7 @@ def test_eight_devices_equal_one_device(config, workdir, result_1):
     runner = ev.CheckpointEvaluator(
         config, protocol=PROTOCOL, batch_size=BATCH, mesh=_mesh(8), progress=False
     )
-    restored = restore_for_eval(workdir[0], runner.mesh, step=2)
+    restored = restore(workdir[0], 2, mesh_lib.replicated(runner.mesh))
     leaf = jax.tree.leaves(restored.variables)[0]
     assert len(leaf.sharding.device_set) == 8 and leaf.sharding.is_fully_replicated
     result_8 = runner.evaluate(restored)
@@ -238,9 +239,9 @@ def test_eight_devices_equal_one_device(config, workdir, result_1):
 def test_simulated_processes_count_each_view_once(runner_1, workdir, result_1):
     """Two processes' datasets, evaluated one after the other and gathered, give the
     single-process result (each process pads to the same number of batches)."""
-    restored = restore_for_eval(workdir[0], runner_1.mesh, step=2)
-    evaluator = runner_1._evaluator_for(restored.model_config)
-    data = ev.eval_data_config(runner_1.config, restored.model_config)
+    restored = restore(workdir[0], 2, mesh_lib.replicated(runner_1.mesh))
+    evaluator = runner_1._evaluator_for(restored.config)
+    data = ev.eval_data_config(runner_1.config, restored.config)
     parts = []
     for process in range(2):
         ds = make_eval_dataset(
@@ -282,7 +283,7 @@ def test_unreadable_video_is_counted_and_not_scored(
     monkeypatch.setattr(
         pipeline, "open_source", lambda cfg, split: _CorruptSource(real(cfg, split), {2})
     )
-    restored = restore_for_eval(workdir[0], runner_1.mesh, step=2)
+    restored = restore(workdir[0], 2, mesh_lib.replicated(runner_1.mesh))
     output = runner_1.evaluate(restored, str(tmp_path))
     metrics = json.load(open(tmp_path / "metrics.json"))
     assert metrics["num_unreadable"] == 1 and metrics["num_videos_evaluated"] == 4

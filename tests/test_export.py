@@ -13,18 +13,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from squeezetime_jax import export as cli  # noqa: E402
-from squeezetime_jax.interop import export  # noqa: E402
-from squeezetime_jax.interop.folding import (  # noqa: E402
+from squeezetime_jax.export import __main__ as cli  # noqa: E402
+from squeezetime_jax.export import mobile as export  # noqa: E402
+from squeezetime_jax.export.folding import (  # noqa: E402
     bake_positional_embeddings_,
     fold_batchnorm_,
     fold_input_normalization_,
 )
+from squeezetime_jax.inference.model import load  # noqa: E402
 from squeezetime_jax.interop.torch_model import (  # noqa: E402
     SqueezeTimeTorch,
     randomize_batchnorm_,
 )
-from squeezetime_jax.loading import load  # noqa: E402
 
 SMALL = dict(
     depth=10, widen_factor=0.25, pos_dims=(8, 4, 2, 1), num_classes=7, num_frames=4
@@ -308,7 +308,7 @@ def test_wrong_frame_count_and_bad_checkpoint_are_clear_errors(
 
 def test_core_cli_module_imports_without_torch():
     code = (
-        "import sys, squeezetime_jax.export, squeezetime_jax.interop.export; "
+        "import sys, squeezetime_jax.export, squeezetime_jax.export.mobile; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

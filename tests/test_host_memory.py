@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from squeezetime_jax.host_memory import release_freed_memory
+from squeezetime_jax.runtime.host_memory import release_freed_memory
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="glibc heap on Linux"
@@ -46,7 +46,7 @@ def test_freed_small_blocks_leave_resident_memory():
 # first call; in a fresh process, with or without the entry points' settings.
 _FAULTS = textwrap.dedent("""
     import ctypes, json, resource, sys
-    from squeezetime_jax import host_memory
+    from squeezetime_jax.runtime import host_memory
     reused = None
     if sys.argv[1] == "reuse":
         reused = host_memory.reuse_freed_memory()

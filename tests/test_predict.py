@@ -11,10 +11,10 @@ import torch
 
 from squeezetime_jax import predict
 from squeezetime_jax.data import MEAN_RGB, STD_RGB, default_data_config, eval_protocol
-from squeezetime_jax.data import synthetic_videos as sv
 from squeezetime_jax.data.single_video import video_views
 from squeezetime_jax.interop.torch_model import SqueezeTimeTorch, randomize_batchnorm_
 from squeezetime_jax.resources import kinetics400_class_names
+from tests.fixtures import synthetic_videos as sv
 from tests.training_utils import REPO, device_env
 
 SMALL = ["--short_side=48", "--crop_size=48"]

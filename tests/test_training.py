@@ -297,7 +297,7 @@ def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):
 
     from absl import flags
 
-    from squeezetime_jax.data.demo_dataset import small_data_config, write_demo_dataset
+    from tests.fixtures.demo_dataset import small_data_config, write_demo_dataset
 
     flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
     prepared, _, _ = write_demo_dataset(tmp_path / "data")

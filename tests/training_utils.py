@@ -6,9 +6,10 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from configs import k400
+from squeezetime_jax.checkpoints import workdir as workdir_lib
+from squeezetime_jax.checkpoints.restore import restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_VARIANT = "depth=10,frames=2,widen=0.125,batch=8"
@@ -79,19 +80,10 @@ def run_train(workdir, num_devices, extra_args=(), timeout=300, **overrides):
 
 
 def checkpoint_steps(workdir):
-    directory = os.path.join(workdir, "checkpoints")
-    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+    return workdir_lib.complete_steps(workdir)
 
 
 def saved_params(workdir, step):
     """The params of a saved train state as numpy arrays, whatever mesh saved them."""
-    path = os.path.join(workdir, "checkpoints", str(step), "state")
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        metadata = checkpointer.metadata(path).item_metadata.tree
-        restore_args = jax.tree.map(
-            lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata
-        )
-        state = checkpointer.restore(
-            path, ocp.args.PyTreeRestore(restore_args=restore_args)
-        )
-    return state["params"]
+    params = restore(workdir, step).variables["params"]
+    return jax.tree.map(np.asarray, params)

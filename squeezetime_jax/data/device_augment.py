@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import jax
 
 from squeezetime_jax.data import transforms
-from squeezetime_jax.data.config import MEAN_RGB, STD_RGB
+from squeezetime_jax.data.normalize import normalize
 
 PARAM_KEYS = (
     "aug_flip",
@@ -85,7 +85,7 @@ def augment_and_normalize(batch, crop_size: int | None = None) -> "jax.Array":
             )
         video = device_yuv.to_rgb(batch, crop_size)
     v = augment(video, {k: batch[k] for k in PARAM_KEYS})
-    return (v - jnp.asarray(MEAN_RGB, jnp.float32)) / jnp.asarray(STD_RGB, jnp.float32)
+    return normalize(v, jnp)
 
 
 def _jitter_one(v, order, factors):

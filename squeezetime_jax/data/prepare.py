@@ -17,7 +17,6 @@ record bytes.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -30,6 +29,7 @@ from typing import Sequence
 import tensorflow_datasets as tfds
 import tqdm
 
+from squeezetime_jax import cli
 from squeezetime_jax.data import reencode as reencode_lib
 from squeezetime_jax.data import tfds_builder
 
@@ -224,37 +224,55 @@ def prepare_dataset(
     return summary
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.data.prepare", __doc__)
+LISTS = FLAGS.multi_string(
+    "list",
+    None,
+    "[SPLIT=]LIST: an annotation list of 'relative/path label' lines (repeatable, one "
+    "per split); without SPLIT= the split comes from the file name (train/val/test), "
+    "else train.",
+    required=True,
+)
+ROOT = FLAGS.string(
+    "root", None, "Directory the list paths are relative to.", required=True
+)
+OUT = FLAGS.string("out", None, "Output TFDS data_dir.", required=True)
+CLASSES = FLAGS.string(
+    "classes",
+    None,
+    "Class names, one per line; line i names label i. Default: the shipped "
+    "Kinetics-400 names for --config kinetics400, else the label numbers.",
+)
+CONFIG = FLAGS.enum(
+    "config", "custom", list(tfds_builder.CONFIGS), "Dataset config (class count, name)."
+)
+WORKERS = FLAGS.integer(
+    "workers", 1, "Processes that check and encode videos in parallel on this machine."
+)
+OVERWRITE = FLAGS.boolean("overwrite", False, "Replace an existing dataset in --out.")
+REENCODE = FLAGS.string(
+    "reencode",
+    None,
+    "short_side=256,gop=32,...: store an H.264 re-encode (keys short_side, gop, "
+    "bframes, crf, preset, tune) instead of the original bytes.",
+)
+
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--list", action="append", required=True, metavar="[SPLIT=]LIST")
-    p.add_argument("--root", required=True, help="directory the list paths are relative to")
-    p.add_argument("--out", required=True, help="output TFDS data_dir")
-    p.add_argument(
-        "--classes",
-        help="class names, one per line, line i = label i (default: the shipped "
-        "Kinetics-400 names for --config kinetics400, else the label numbers)",
-    )
-    p.add_argument("--config", default="custom", choices=list(tfds_builder.CONFIGS))
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument(
-        "--reencode",
-        metavar="short_side=256,gop=32",
-        help="store an H.264 re-encode (keys short_side, gop, bframes, crf, preset) "
-        "instead of the original bytes",
-    )
-    args = p.parse_args(argv)
+    if positional := FLAGS.parse(argv):
+        raise cli.UsageError(f"unexpected arguments: {positional}")
     tfds.disable_progress_bar()  # our bar counts videos with a known total instead
     try:
         summary = prepare_dataset(
-            args.list,
-            args.root,
-            args.out,
-            classes=args.classes,
-            config=args.config,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            reencode=args.reencode,
+            LISTS.value,
+            ROOT.value,
+            OUT.value,
+            classes=CLASSES.value,
+            config=CONFIG.value,
+            workers=WORKERS.value,
+            overwrite=OVERWRITE.value,
+            reencode=REENCODE.value,
         )
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,37 +1,34 @@
-"""python -m squeezetime_jax.demo [--workdir DIR] [--quick]: the built-in demo job."""
+"""python -m squeezetime_jax.demo [--workdir DIR] [--quick]: the built-in demo job.
+
+Generates videos whose classes differ only in temporal order, prepares them, trains
+SqueezeTime (the demo config), evaluates it with the 10x3 test protocol and with
+shuffled frames, converts it to PyTorch and writes a report.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Sequence
 
+from squeezetime_jax import cli
 from squeezetime_jax.demo.run import StageError, run_demo
 
+FLAGS = cli.Flags("python -m squeezetime_jax.demo", __doc__)
+WORKDIR = FLAGS.string("workdir", "demo_output", "Where everything goes.")
+QUICK = FLAGS.boolean(
+    "quick", False, "A smoke run: 32 tiny videos and 6 training steps (about a minute)."
+)
 
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m squeezetime_jax.demo",
-        description="Generates videos whose classes differ only in temporal order, prepares "
-        "them, trains SqueezeTime (configs/demo.py), evaluates it with the 10x3 test "
-        "protocol and with shuffled frames, converts it to PyTorch and writes a report.",
-    )
-    parser.add_argument(
-        "--workdir",
-        default="demo_output",
-        help="where everything goes (default: ./demo_output)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run: 32 tiny videos and 6 training steps (about a minute)",
-    )
-    args = parser.parse_args(argv)
-    if os.path.isfile(args.workdir):
-        parser.exit(2, f"error: --workdir {args.workdir} is a file\n")
+    if positional := FLAGS.parse(argv):
+        raise cli.UsageError(f"unexpected arguments: {positional}")
+    if os.path.isfile(WORKDIR.value):
+        raise cli.UsageError(f"--workdir {WORKDIR.value} is a file")
     try:
-        run_demo(args.workdir, quick=args.quick)
+        run_demo(WORKDIR.value, quick=QUICK.value)
     except StageError as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 1

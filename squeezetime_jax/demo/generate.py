@@ -11,17 +11,18 @@ Every video is a pure function of (seed, split, index).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import multiprocessing
 import os
 from typing import Sequence
 
-import av
 import numpy as np
 import tqdm
 
+from squeezetime_jax import cli
+from squeezetime_jax.data import lists as video_lists
+from squeezetime_jax.data.video_encode import encode_video
 from squeezetime_jax.demo import scenes
 
 SPLITS = ("train", "val", "test")
@@ -94,17 +95,13 @@ def plan_split(split: str, count: int, seed: int) -> list[VideoJob]:
 
 def encode_mp4(path: str, frames: np.ndarray, fps: int) -> None:
     """H.264 (yuv420p) mp4 of uint8 (T, H, W, 3) frames at `fps`."""
-    with av.open(path, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        stream.codec_context.thread_count = 1  # parallelism comes from worker processes
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    encode_video(
+        path,
+        frames,
+        fps=fps,
+        options={"crf": "20", "preset": "veryfast"},
+        threads=1,  # parallelism comes from worker processes
+    )
 
 
 def job_frames(job: VideoJob) -> np.ndarray:
@@ -162,12 +159,13 @@ def generate_dataset(
     bar.close()
     lists = {}
     for split, plan in plans.items():
-        lists[split] = os.path.join(out_dir, f"{split}_list.txt")
-        with open(lists[split], "w", encoding="utf-8") as f:
-            f.writelines(f"{job.relpath} {job.label}\n" for job in plan)
-    classes = os.path.join(out_dir, "classes.txt")
-    with open(classes, "w", encoding="utf-8") as f:
-        f.write("\n".join(scenes.CLASSES) + "\n")
+        lists[split] = video_lists.write_list(
+            os.path.join(out_dir, f"{split}_list.txt"),
+            [(job.relpath, job.label) for job in plan],
+        )
+    classes = video_lists.write_class_names(
+        os.path.join(out_dir, "classes.txt"), scenes.CLASSES
+    )
     info = {
         "root": root,
         "lists": lists,
@@ -180,20 +178,24 @@ def generate_dataset(
     return info
 
 
+FLAGS = cli.Flags("python -m squeezetime_jax.demo.generate", __doc__)
+OUT = FLAGS.string("out", None, "Output directory.", required=True)
+TRAIN = FLAGS.integer("train", 800, "Training videos.")
+VAL = FLAGS.integer("val", 100, "Validation videos.")
+TEST = FLAGS.integer("test", 200, "Test videos.")
+SEED = FLAGS.integer("seed", 0, "Seed of the scenes.")
+WORKERS = FLAGS.integer("workers", None, "Encoding processes (default: up to 2).")
+
+
+@cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--train", type=int, default=800)
-    p.add_argument("--val", type=int, default=100)
-    p.add_argument("--test", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
-    args = p.parse_args(argv)
+    if positional := FLAGS.parse(argv):
+        raise cli.UsageError(f"unexpected arguments: {positional}")
     info = generate_dataset(
-        args.out,
-        {"train": args.train, "val": args.val, "test": args.test},
-        seed=args.seed,
-        workers=args.workers,
+        OUT.value,
+        {"train": TRAIN.value, "val": VAL.value, "test": TEST.value},
+        seed=SEED.value,
+        workers=WORKERS.value,
     )
     print(json.dumps(info, indent=2))
     return 0

@@ -238,7 +238,8 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
         json.dump(_training_settings(quick, overrides), f)
     cmd = [
         _python(),
-        os.path.join(REPO, "train.py"),
+        "-m",
+        "squeezetime_jax.train",
         f"--config={config_arg(quick)}",
         f"--workdir={paths.train}",
         f"--config.data.data_dir={paths.prepared}",
@@ -254,7 +255,8 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
 def stage_eval(paths: DemoPaths, quick: bool) -> dict:
     cmd = [
         _python(),
-        os.path.join(REPO, "eval.py"),
+        "-m",
+        "squeezetime_jax.evaluate",
         f"--config={config_arg(quick)}",
         f"--checkpoint={paths.train}",
         f"--data={paths.prepared}",
@@ -268,7 +270,7 @@ def stage_eval(paths: DemoPaths, quick: bool) -> dict:
 
 def stage_shuffled(paths: DemoPaths, quick: bool) -> dict:
     # In this process: eval.py has no frame-shuffling option, and the control must use
-    # exactly its data, protocol and aggregation (squeezetime_jax.training.evaluate).
+    # exactly its data, protocol and aggregation (squeezetime_jax.evaluation.job).
     from configs import demo as demo_config
     from squeezetime_jax.demo import shuffled
 

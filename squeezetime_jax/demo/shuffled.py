@@ -2,22 +2,17 @@
 
 The control experiment of the demo: the same checkpoint, data and protocol as
 eval.py, but each view's frames are permuted (a fresh permutation per view, from a
-fixed seed). A model that reads temporal order should fall to chance here.
+fixed seed). A model that reads temporal order should fall to chance here. It is
+eval.py's job with one batch transform.
 """
 
 from __future__ import annotations
-
-from typing import Iterator
 
 import jax
 import ml_collections
 import numpy as np
 
-from squeezetime_jax import data as data_lib
-from squeezetime_jax.models import build_model
-from squeezetime_jax.training import evaluate, evaluation
-from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.eval_checkpoint import restore_for_eval
+from squeezetime_jax.evaluation import job
 
 
 def shuffle_frames(video: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -27,23 +22,15 @@ def shuffle_frames(video: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.take_along_axis(video, order.reshape(b, t, 1, 1, 1), axis=1)
 
 
-class ShuffledFrames:
-    """An EvalDataset whose batches have their frames shuffled; otherwise the same."""
+class FrameShuffle:
+    """A batch transform: every view's frames in a new random order, from `seed` and
+    this process's index (so processes draw different permutations)."""
 
-    def __init__(self, dataset: data_lib.EvalDataset, seed: int = 0):
-        self._dataset = dataset
-        self._seed = seed
+    def __init__(self, seed: int = 0):
+        self._rng = np.random.default_rng([seed, jax.process_index()])
 
-    def __getattr__(self, name):
-        return getattr(self._dataset, name)
-
-    def __len__(self) -> int:
-        return len(self._dataset)
-
-    def __iter__(self) -> Iterator[dict]:
-        rng = np.random.default_rng([self._seed, self._dataset.process_index])
-        for batch in self._dataset:
-            yield {**batch, "video": shuffle_frames(np.asarray(batch["video"]), rng)}
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**batch, "video": shuffle_frames(np.asarray(batch["video"]), self._rng)}
 
 
 def evaluate_shuffled(
@@ -55,39 +42,17 @@ def evaluate_shuffled(
     output_dir: str | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> evaluate.EvalOutput:
+) -> job.EvalResult:
     """eval.py's evaluation of `checkpoint` on frame-shuffled views; writes its outputs.
 
-    Returns the EvalOutput (metrics.json contents plus `frame_order` and `seed`).
+    Returns the EvalResult (metrics.json contents plus `frame_order` and `seed`).
     """
-    mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
-    restored = restore_for_eval(checkpoint, mesh)
-    data_config = evaluate.eval_data_config(config, restored.model_config, data_dir)
-    info = data_lib.dataset_info(data_config.data_dir, data_config.dataset)
-    evaluator = evaluation.Evaluator(
-        build_model(restored.model_config), mesh, config.eval_batch_size
+    runner = job.CheckpointEvaluator(
+        config, protocol=protocol, data_dir=data_dir, progress=progress
     )
-    dataset = ShuffledFrames(
-        data_lib.make_eval_dataset(
-            data_config,
-            batch_size_per_process=config.eval_batch_size // jax.process_count(),
-            protocol=protocol,
-        ),
-        seed,
-    )
-    views = evaluate.evaluate_views(evaluator, restored.variables, dataset, progress)
-    output = evaluate.summarize(
-        views, dataset, restored.model_config.num_classes, info.class_names
-    )
-    output.metrics.update(
-        {
-            "checkpoint": restored.source,
-            "step": restored.step,
-            "dataset": data_config.dataset,
-            "frame_order": "shuffled",
-            "seed": seed,
-        }
-    )
+    restored = job.restore(checkpoint, sharding=job.mesh_lib.replicated(runner.mesh))
+    output = runner.evaluate(restored, batch_transform=FrameShuffle(seed))
+    output.metrics.update({"frame_order": "shuffled", "seed": seed})
     if output_dir and jax.process_index() == 0:
-        evaluate.write_outputs(output_dir, output)
+        job.write_outputs(output_dir, output)
     return output

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
-from squeezetime_jax.interop.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop.infer import infer_model_config
 from squeezetime_jax.models import build_model
 from squeezetime_jax.models import model_config as default_model_config
@@ -102,7 +102,7 @@ def from_torch(
             raise CheckpointMismatchError(
                 source,
                 missing=["cls_head.fc_cls.weight", "cls_head.fc_cls.bias"],
-                hint="Pass drop_head (--drop-head --num-classes N) "
+                hint="Pass drop_head (--drop_head --num_classes N) "
                 "to initialize a new head",
             )
         fields["num_classes"] = fields["num_classes"] or num_classes
@@ -119,7 +119,7 @@ def from_torch(
                 f"cls_head.fc_cls.weight (has {config.num_classes} classes, "
                 f"{num_classes} requested)"
             ],
-            hint="Pass drop_head (--drop-head) to replace the head",
+            hint="Pass drop_head (--drop_head) to replace the head",
         )
 
     expected = expected_variables(config)
@@ -152,7 +152,7 @@ def from_torch(
     if missing or unexpected or wrong:
         hint = ""
         if any(p[1] == naming.HEAD for p in flat if tuple(flat[p].shape) != expected[p]):
-            hint = "The head has another number of classes: pass drop_head (--drop-head)"
+            hint = "The head has another number of classes: pass drop_head (--drop_head)"
         raise CheckpointMismatchError(source, missing, unexpected, wrong, hint)
     for path, value in flat.items():
         if not np.issubdtype(value.dtype, np.floating):

@@ -10,26 +10,22 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax.checkpoints.errors import CheckpointError
+from squeezetime_jax.models.squeezetime import (
+    BASE_WIDTHS as STAGE_BASE_WIDTHS,
+)
+from squeezetime_jax.models.squeezetime import (
+    BOTTLENECK_MIN_DEPTH,
+    STAGE_SIZES,
+    stage_widths,
+)
 
 # Blocks per stage and bottleneck-or-not, by depth (SPEC "Backbone").
 DEPTHS = {
-    10: ((1, 1, 1, 1), False),
-    18: ((2, 2, 2, 2), False),
-    34: ((3, 4, 6, 3), False),
-    50: ((3, 4, 6, 3), True),
-    101: ((3, 4, 23, 3), True),
-    152: ((3, 8, 36, 3), True),
-    200: ((3, 24, 36, 3), True),
+    depth: (sizes, depth >= BOTTLENECK_MIN_DEPTH) for depth, sizes in STAGE_SIZES.items()
 }
-STAGE_BASE_WIDTHS = (64, 128, 256, 512)
 NET = "backbone.net."
 _BLOCK = re.compile(r"^backbone\.net\.layer([1-4])\.(\d+)\.")
-
-
-def stage_widths(widen_factor: float) -> list[int]:
-    # int() truncation, as the release computes the widths.
-    return [int(w * widen_factor) for w in STAGE_BASE_WIDTHS]
 
 
 def _widen_factor(widths: Sequence[int], source: str) -> float:
@@ -37,7 +33,7 @@ def _widen_factor(widths: Sequence[int], source: str) -> float:
     # shortest decimal that does, so a config written as 0.3 reads back as 0.3.
     exact = widths[3] / STAGE_BASE_WIDTHS[3]
     for candidate in [round(exact, k) for k in range(1, 7)] + [exact]:
-        if candidate > 0 and stage_widths(candidate) == list(widths):
+        if candidate > 0 and list(stage_widths(candidate)) == list(widths):
             return candidate
     raise CheckpointError(
         f"{source}: stage widths {list(widths)} are not int(w * f) for "

@@ -12,9 +12,10 @@ from typing import Mapping
 
 import numpy as np
 
+from squeezetime_jax.models.squeezetime import HEAD
+
 # Flax top-level module <-> PyTorch key prefix.
-TOP_LEVEL = {"backbone": "backbone.net", "fc_cls": "cls_head.fc_cls"}
-HEAD = "fc_cls"
+TOP_LEVEL = {"backbone": "backbone.net", HEAD: "cls_head.fc_cls"}
 
 # (collection, Flax leaf) <-> PyTorch leaf. `kernel` and `scale` both map to `weight`;
 # the direction torch -> Flax tells them apart by rank (see `torch_leaf_to_flax`).

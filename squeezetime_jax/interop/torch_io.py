@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections import OrderedDict
@@ -10,7 +11,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from squeezetime_jax.interop.errors import CheckpointError
+from squeezetime_jax import files
+from squeezetime_jax.checkpoints.errors import CheckpointError
 
 _WRAPPERS = ("state_dict", "model")
 _PREFIX = "module."
@@ -65,14 +67,14 @@ class _MetadataTolerantPickle:
         return _MetadataTolerantPickle.Unpickler(file, **kwargs).load()
 
 
-def _torch_load(path: str):
+def _torch_load(data: bytes):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as safe_error:
         # Unknown metadata classes: retry with tensors-only unpickling (see above).
         try:
             return torch.load(
-                path,
+                io.BytesIO(data),
                 map_location="cpu",
                 weights_only=False,
                 pickle_module=_MetadataTolerantPickle,
@@ -88,10 +90,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     `module.` (DataParallel) prefix on every key.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise CheckpointError(f"{path}: no such file")
     try:
-        obj = _torch_load(path)
+        obj = _torch_load(files.read_bytes(path))
     except Exception as error:  # a damaged file fails anywhere inside the unpickler
         lines = str(error).strip().splitlines()
         detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
@@ -138,7 +140,6 @@ def write_checkpoint(
         for k, v in state_dict.items()
     )
     obj = tensors if plain else {"state_dict": tensors, "meta": dict(meta or {})}
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    torch.save(obj, path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    files.write_bytes(path, buffer.getvalue())

@@ -36,12 +36,16 @@ STAGE_SIZES = {
     152: (3, 8, 36, 3),
     200: (3, 24, 36, 3),
 }
+# Depths from this one on use the bottleneck block (expansion 4), below it the basic one.
+BOTTLENECK_MIN_DEPTH = 50
 STAGE_STRIDES = (1, 2, 2, 2)
 BASE_WIDTHS = (64, 128, 256, 512)
 # The IOI branch always works in 16 channels, whatever the block width.
 IOI_CHANNELS = 16
 # The released basic block builds its first CTL with pos_dim 7 whatever the stage.
 BASIC_BLOCK_CONV1_POS_DIM = 7
+# The classifier's module name, as the release's cls_head.fc_cls.
+HEAD = "fc_cls"
 
 
 # --- Initializers matching the released PyTorch init -------------------------
@@ -372,7 +376,7 @@ class BottleneckBlock(_Block):
 
 
 def block_class(depth: int) -> type[_Block]:
-    return BasicBlock if depth < 50 else BottleneckBlock
+    return BasicBlock if depth < BOTTLENECK_MIN_DEPTH else BottleneckBlock
 
 
 def stage_widths(widen_factor: float) -> tuple[int, ...]:
@@ -511,7 +515,7 @@ class SqueezeTime(nn.Module):
             self.num_classes,
             kernel_init=nn.initializers.normal(0.01),
             bias_init=nn.initializers.zeros,
-            name="fc_cls",
+            name=HEAD,
         )(pooled)
         if return_features:
             return logits, features

@@ -14,7 +14,7 @@ from typing import Any
 import flax.traverse_util
 import numpy as np
 
-HEAD = "fc_cls"
+from squeezetime_jax.models.squeezetime import HEAD
 
 
 @dataclasses.dataclass

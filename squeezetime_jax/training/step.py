@@ -69,13 +69,6 @@ def train_step(
     return new_state, metrics
 
 
-def predict_step(
-    variables: dict[str, Any], batch: dict[str, jax.Array], *, model
-) -> jax.Array:
-    """Float32 logits of a batch of uint8 clips, in inference mode."""
-    return model.apply(variables, normalize_on_device(batch["video"]), train=False)
-
-
 def eval_metrics(
     logits: jax.Array, labels: jax.Array, mask: jax.Array
 ) -> dict[str, jax.Array]:

@@ -9,8 +9,6 @@ along the mesh's data axis, each process feeding its own part.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import signal
 import time
 
@@ -20,13 +18,17 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
-from squeezetime_jax import host_memory
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax import files
+from squeezetime_jax.checkpoints import workdir as workdir_lib
+from squeezetime_jax.checkpoints.restore import restore
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
+from squeezetime_jax.evaluation import evaluator as evaluation
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import checkpointing, evaluation, optim
+from squeezetime_jax.runtime import host_memory
+from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
+from squeezetime_jax.training import optim
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
@@ -84,9 +86,7 @@ def _train_input(config, seed: int):
 
 
 def _init_from(state: TrainState, config) -> TrainState:
-    from squeezetime_jax.loading import load_variables  # imports torch only for .pth files
-
-    source = load_variables(config.init_from).variables
+    source = restore(config.init_from).variables
     target = jax.device_get(state.variables)
     merged, report = merge_pretrained(
         target,
@@ -116,13 +116,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---------------------------------------------------------------- checks
     check_config(config)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    files.makedirs(workdir)
 
     # ---------------------------------------------------------------- logging
     writer = MetricWriter(workdir)
     if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(config.to_dict(), f, indent=2, default=str)
+        workdir_lib.write_config(workdir, config.to_dict())
 
     # ---------------------------------------------------------------- mesh
     mesh = mesh_lib.make_mesh(config.mesh_shape, config.mesh_axes)
@@ -167,17 +166,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
 
     # ---------------------------------------------------------------- checkpoint restore
-    manager = checkpointing.make_manager(
+    manager = workdir_lib.make_manager(
         workdir, max_to_keep=config.keep_checkpoints, async_save=config.async_checkpointing
     )
     latest = manager.latest_step()
     if latest is not None:
-        target = checkpointing.abstract_with_shardings(abstract_state, state_shardings)
-        state = checkpointing.restore(manager, latest, target, train_iter)
+        target = workdir_lib.abstract_with_shardings(abstract_state, state_shardings)
+        state = workdir_lib.restore(manager, latest, target, train_iter)
         logging.info("resumed from step %d", latest)
         if is_chief:
             print(
-                f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {latest}",
+                f"resumed from {workdir_lib.checkpoint_dir(workdir)} at step {latest}",
                 flush=True,
             )
     else:
@@ -234,7 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 raise NonFiniteLossError(
                     f"loss is {scalars['loss']} at step {step}; stopping. The last good "
                     f"checkpoint is step {manager.latest_step()} in "
-                    f"{checkpointing.checkpoint_dir(workdir)}"
+                    f"{workdir_lib.checkpoint_dir(workdir)}"
                 )
         if at_log:
             now = time.perf_counter()
@@ -254,7 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 )
             last_log_time, last_log_step = time.perf_counter(), step
         if at_save or preempted:
-            checkpointing.save(manager, step, state, train_iter, force=True)
+            workdir_lib.save(manager, step, state, train_iter, force=True)
         if evaluator is not None and (step % eval_every == 0 or step == total_steps):
             run_validation(step)
         if preempted:

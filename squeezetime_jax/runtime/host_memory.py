@@ -90,7 +90,7 @@ def define_flags() -> None:
         True,
         "On the CPU backend, keep freed host memory for reuse by the next "
         "step instead of returning it to the OS each time (glibc; see "
-        "squeezetime_jax/host_memory.py).",
+        "squeezetime_jax/runtime/host_memory.py).",
     )
 
 

@@ -14,10 +14,11 @@ Outputs (process 0) in the output directory:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import jax
 import ml_collections
@@ -25,17 +26,15 @@ import numpy as np
 from absl import logging
 
 from squeezetime_jax import data as data_lib
+from squeezetime_jax import files
+from squeezetime_jax.checkpoints import workdir as workdir_lib
+from squeezetime_jax.checkpoints.restore import Restored, restore
 from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET
+from squeezetime_jax.evaluation import evaluator as evaluation
+from squeezetime_jax.evaluation import scoring as eval_protocols
 from squeezetime_jax.models import build_model
-from squeezetime_jax.training import eval_protocols, evaluation
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.eval_checkpoint import (
-    EvalCheckpoint,
-    read_train_config,
-    restore_for_eval,
-    training_steps,
-)
 from squeezetime_jax.training.metrics_writer import MetricWriter
 
 METRICS_FILE = "metrics.json"
@@ -103,15 +102,23 @@ def _progress(batches: Iterable[dict], total_views: int, enabled: bool) -> Itera
             bar.update(min(seen, bar.total - bar.n))
 
 
+# Rewrites a host batch ({'video': (B, T, H, W, 3), ...}) before evaluation.
+BatchTransform = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
 def evaluate_views(
     evaluator: evaluation.Evaluator,
     variables: Any,
     dataset: data_lib.EvalDataset,
     progress: bool = False,
+    batch_transform: BatchTransform | None = None,
 ) -> dict[str, np.ndarray]:
     """Logits and indices of every view of `dataset`, from all processes, sorted."""
     total = dataset.num_videos * dataset.views_per_video
-    batches = _progress(dataset, total, progress and jax.process_index() == 0)
+    batches: Iterable[dict] = dataset
+    if batch_transform is not None:
+        batches = map(batch_transform, batches)
+    batches = _progress(batches, total, progress and jax.process_index() == 0)
     views = evaluation.gather_views(
         evaluator.evaluate(variables, batches, keep_views=True).views
     )
@@ -127,7 +134,9 @@ def sort_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 @dataclasses.dataclass
-class EvalOutput:
+class EvalResult:
+    """One evaluation: metrics.json's contents and predictions.npz's arrays."""
+
     metrics: dict[str, Any]
     arrays: dict[str, np.ndarray]  # the contents of predictions.npz
 
@@ -137,7 +146,7 @@ def summarize(
     dataset: data_lib.EvalDataset,
     num_classes: int,
     class_names: list[str] | None = None,
-) -> EvalOutput:
+) -> EvalResult:
     """Per-video averages and accuracies; unreadable videos are counted, not scored."""
     p = dataset.protocol
     scores = eval_protocols.average_views(
@@ -178,15 +187,16 @@ def summarize(
     }
     if class_names is not None:
         arrays["class_names"] = np.asarray(class_names, dtype=str)
-    return EvalOutput(metrics, arrays)
+    return EvalResult(metrics, arrays)
 
 
-def write_outputs(output_dir: str, output: EvalOutput) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, METRICS_FILE), "w", encoding="utf-8") as f:
-        json.dump(output.metrics, f, indent=2)
-        f.write("\n")
-    np.savez_compressed(os.path.join(output_dir, PREDICTIONS_FILE), **output.arrays)
+def write_outputs(output_dir: str, output: EvalResult) -> None:
+    files.write_text(
+        files.join(output_dir, METRICS_FILE), json.dumps(output.metrics, indent=2) + "\n"
+    )
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **output.arrays)
+    files.write_bytes(files.join(output_dir, PREDICTIONS_FILE), buffer.getvalue())
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
@@ -238,25 +248,32 @@ class CheckpointEvaluator:
         return self._evaluator
 
     def evaluate(
-        self, checkpoint: EvalCheckpoint, output_dir: str | None = None
-    ) -> EvalOutput:
-        data_config = eval_data_config(self.config, checkpoint.model_config, self.data_dir)
+        self,
+        checkpoint: Restored,
+        output_dir: str | None = None,
+        batch_transform: BatchTransform | None = None,
+    ) -> EvalResult:
+        """Scores `checkpoint`; `batch_transform` (if given) rewrites each host batch
+        before it reaches the devices (e.g. shuffling the frames of every view)."""
+        data_config = eval_data_config(self.config, checkpoint.config, self.data_dir)
         info = data_lib.dataset_info(data_config.data_dir, data_config.dataset)
-        num_classes = checkpoint.model_config.num_classes
+        num_classes = checkpoint.config.num_classes
         if info.num_classes != num_classes:
             raise ValueError(
                 f"dataset {data_config.dataset} in {data_config.data_dir!r} has "
                 f"{info.num_classes} classes but the checkpoint {checkpoint.source} "
                 f"predicts {num_classes}"
             )
-        evaluator = self._evaluator_for(checkpoint.model_config)
+        evaluator = self._evaluator_for(checkpoint.config)
         dataset = data_lib.make_eval_dataset(
             data_config,
             batch_size_per_process=self.batch_size // jax.process_count(),
             protocol=self.protocol,
         )
         start = time.perf_counter()
-        views = evaluate_views(evaluator, checkpoint.variables, dataset, self.progress)
+        views = evaluate_views(
+            evaluator, checkpoint.variables, dataset, self.progress, batch_transform
+        )
         seconds = time.perf_counter() - start
         output = summarize(views, dataset, num_classes, info.class_names)
         output.metrics.update(
@@ -277,11 +294,11 @@ class CheckpointEvaluator:
 
 def default_output_dir(checkpoint: str, protocol: str | Mapping, step: int | None) -> str:
     name = protocol_name(protocol)
-    checkpoint = os.path.abspath(checkpoint)
+    checkpoint = files.absolute(checkpoint)
     if step is not None:  # a training workdir: results live next to its checkpoints
-        return os.path.join(checkpoint, "eval", name, f"step_{step}")
-    base = os.path.splitext(os.path.basename(checkpoint.rstrip(os.sep)))[0]
-    return os.path.abspath(f"eval_{base}_{name}")
+        return files.join(checkpoint, "eval", name, f"step_{step}")
+    base = os.path.splitext(files.path(checkpoint).name)[0]
+    return files.absolute(f"eval_{base}_{name}")
 
 
 def evaluate_checkpoint(
@@ -294,8 +311,13 @@ def evaluate_checkpoint(
     output_dir: str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
-) -> EvalOutput:
-    """Evaluates one checkpoint (workdir, converted directory or .pth) and writes results."""
+    batch_transform: BatchTransform | None = None,
+) -> EvalResult:
+    """Evaluates one checkpoint (workdir, converted directory or .pth) and writes results.
+
+    `batch_transform` rewrites each batch before the model sees it (see
+    `CheckpointEvaluator.evaluate`); the demo's shuffled-frames run is one.
+    """
     runner = CheckpointEvaluator(
         config,
         protocol=protocol,
@@ -303,14 +325,14 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         progress=progress,
     )
-    restored = restore_for_eval(checkpoint, runner.mesh, step)
+    restored = restore(checkpoint, step, mesh_lib.replicated(runner.mesh))
     output_dir = output_dir or default_output_dir(checkpoint, protocol, restored.step)
-    output = runner.evaluate(restored, output_dir)
+    output = runner.evaluate(restored, output_dir, batch_transform)
     output.metrics["output_dir"] = output_dir
     if jax.process_index() == 0:
         print(format_metrics(output.metrics), flush=True)
         print(
-            f"wrote {os.path.join(output_dir, METRICS_FILE)} and {PREDICTIONS_FILE}",
+            f"wrote {files.join(output_dir, METRICS_FILE)} and {PREDICTIONS_FILE}",
             flush=True,
         )
     return output
@@ -371,10 +393,10 @@ def watch(
     TensorBoard under `eval/<protocol>/`, and each step's outputs to
     `output_root/step_<N>` (default WORKDIR/eval/<protocol>). Returns {step: metrics}.
     """
-    workdir = os.path.abspath(workdir)
-    last = final_step(read_train_config(workdir))
+    workdir = files.absolute(workdir)
+    last = final_step(workdir_lib.read_config(workdir))
     name = protocol_name(protocol)
-    output_root = output_root or os.path.join(workdir, "eval", name)
+    output_root = output_root or files.join(workdir, "eval", name)
     runner = CheckpointEvaluator(
         config,
         protocol=protocol,
@@ -387,7 +409,7 @@ def watch(
     last_new = time.monotonic()
     try:
         while True:
-            new = [s for s in training_steps(workdir) if s not in results]
+            new = [s for s in workdir_lib.complete_steps(workdir) if s not in results]
             timed_out = not new and time.monotonic() - last_new > timeout
             new, timed_out = _agree(new, timed_out)
             if timed_out:
@@ -398,14 +420,12 @@ def watch(
                 continue
             for step in new:
                 try:
-                    restored = restore_for_eval(workdir, runner.mesh, step)
+                    restored = restore(workdir, step, mesh_lib.replicated(runner.mesh))
                 except Exception as error:  # deleted by max_to_keep since it was listed
                     logging.warning("skipping step %d: %s", step, error)
                     results[step] = {"error": str(error)}
                     continue
-                output = runner.evaluate(
-                    restored, os.path.join(output_root, f"step_{step}")
-                )
+                output = runner.evaluate(restored, files.join(output_root, f"step_{step}"))
                 results[step] = output.metrics
                 scalars = {
                     k: output.metrics[k]

@@ -17,15 +17,18 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
-from squeezetime_jax.compile_options import compiler_options
+from squeezetime_jax.inference.model import predict_step
+from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training.step import eval_metrics, predict_step
+from squeezetime_jax.training.step import eval_metrics
 
 _VIEW_KEYS = ("label", "video_index", "clip_index", "crop_index", "mask")
 
 
 @dataclasses.dataclass
-class EvalResult:
+class EvaluatedViews:
+    """Sums of the on-device metrics and, if kept, this process's views."""
+
     sums: dict[str, float]
     # This process's views (masked padding removed): logits and their indices.
     views: dict[str, np.ndarray]
@@ -64,7 +67,7 @@ class Evaluator:
         variables: Any,
         batches: Iterable[dict[str, np.ndarray]],
         keep_views: bool = False,
-    ) -> EvalResult:
+    ) -> EvaluatedViews:
         sums: dict[str, float] = {}
         kept: dict[str, list[np.ndarray]] = {key: [] for key in ("logits",) + _VIEW_KEYS}
         for local_batch in batches:
@@ -86,7 +89,7 @@ class Evaluator:
                         np.asarray(local_batch["decode_failed"], bool)[mask]
                     )
         views = {k: np.concatenate(v) for k, v in kept.items() if v} if keep_views else {}
-        return EvalResult(sums=sums, views=views)
+        return EvaluatedViews(sums=sums, views=views)
 
 
 def gather_views(views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

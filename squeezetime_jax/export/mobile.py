@@ -1,6 +1,6 @@
 """Mobile export: PyTorch program, ExecuTorch (XNNPACK) and ONNX, each checked for parity.
 
-From any checkpoint `squeezetime_jax.loading` reads, `export_checkpoint` writes
+From any checkpoint `squeezetime_jax.checkpoints.restore` reads, `export_checkpoint` writes
 
   squeezetime.pth               state_dict in the released layout (BatchNorm not folded)
   squeezetime.pt2               torch.export program (torch.export.load)
@@ -35,11 +35,10 @@ import json
 import os
 from typing import Callable, Iterable, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from squeezetime_jax.data.config import MEAN_RGB, STD_RGB
+from squeezetime_jax.data.normalize import normalize
 
 FORMATS = ("pytorch", "executorch", "onnx")
 INSTALL_HINT = "pip install -e '.[export]'"
@@ -109,13 +108,6 @@ def reference_clip(num_frames: int, size: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.float32)
 
 
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """(x - mean) / std per RGB channel (channels-last), as the released configs."""
-    return (
-        (pixels - np.asarray(MEAN_RGB, np.float32)) / np.asarray(STD_RGB, np.float32)
-    ).astype(np.float32)
-
-
 def to_program_input(clip: np.ndarray, raw_input: bool = False) -> np.ndarray:
     """(T, H, W, 3) 0..255 pixels -> the exported programs' float32 (1, 3, T, H, W)."""
     x = clip if raw_input else normalize(clip)
@@ -124,11 +116,9 @@ def to_program_input(clip: np.ndarray, raw_input: bool = False) -> np.ndarray:
 
 def jax_logits(conversion, clips: np.ndarray) -> np.ndarray:
     """The JAX model's logits for pixel clips (N, T, H, W, 3) in 0..255."""
-    from squeezetime_jax.models import build_model
+    from squeezetime_jax.inference.model import LoadedModel
 
-    module = build_model(conversion.config)
-    apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
-    return np.asarray(apply(conversion.variables, jnp.asarray(normalize(clips))))
+    return LoadedModel(conversion).pixel_logits(np.asarray(clips, np.float32))
 
 
 # ---------------------------------------------------------------------------------
@@ -157,7 +147,7 @@ def inference_model(twin, num_frames: int, size: int, raw_input: bool = False):
     normalization folded into the stem if `raw_input`."""
     import torch
 
-    from squeezetime_jax.interop.folding import (
+    from squeezetime_jax.export.folding import (
         bake_positional_embeddings_,
         fold_batchnorm_,
         fold_input_normalization_,
@@ -398,9 +388,9 @@ def export_checkpoint(
     if int8 and "executorch" not in formats:
         raise ValueError("int8 applies to the ExecuTorch export: add the executorch format")
     require_extras(formats)
-    from squeezetime_jax.loading import load_variables
+    from squeezetime_jax.checkpoints.restore import restore
 
-    conversion = load_variables(checkpoint)
+    conversion = restore(checkpoint)
     config = conversion.config
     frames = config.num_frames if frames is None else int(frames)
     if frames != config.num_frames:
