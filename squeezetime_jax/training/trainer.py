@@ -28,7 +28,7 @@ from squeezetime_jax.models import build_model
 from squeezetime_jax.runtime import host_memory
 from squeezetime_jax.runtime.compile_options import compiler_options
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training import optim
+from squeezetime_jax.training import optim, release_init
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
@@ -85,17 +85,32 @@ def _train_input(config, seed: int):
     return ds, info.num_examples[config.data.train.split]
 
 
-def _init_from(state: TrainState, config) -> TrainState:
-    source = restore(config.init_from).variables
+INIT_REPORT = "init_from_report.json"
+
+
+def _init_from(state: TrainState, config, workdir: str) -> TrainState:
     target = jax.device_get(state.variables)
-    merged, report = merge_pretrained(
-        target,
-        source,
-        copy_batch_stats=config.init_batch_stats,
-        reinit_head=config.init_reinit_head,
-    )
-    logging.info("init_from %s: %s", config.init_from, report.summary())
-    print(f"init_from {config.init_from}: {report.summary()}", flush=True)
+    if files.isfile(config.init_from):
+        # A PyTorch file (the release's ImageNet or K400 model): load_ckpts semantics.
+        merged, report = release_init.load_release_backbone(
+            config.init_from, target, copy_batch_stats=config.init_batch_stats
+        )
+        summary = report.summary()
+        where = files.join(workdir, INIT_REPORT)
+        if jax.process_index() == 0:
+            files.write_json(where, report.to_json())
+        summary += f"\n  report: {where}"
+    else:
+        source = restore(config.init_from).variables
+        merged, report = merge_pretrained(
+            target,
+            source,
+            copy_batch_stats=config.init_batch_stats,
+            reinit_head=config.init_reinit_head,
+        )
+        summary = report.summary()
+    logging.info("init_from %s: %s", config.init_from, summary)
+    print(f"init_from {config.init_from}: {summary}", flush=True)
     params = jax.tree.map(
         lambda new, old: jax.device_put(new, old.sharding), merged["params"], state.params
     )
@@ -182,7 +197,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     else:
         state = init_train_state(init_fn, rng, state_shardings)
         if config.init_from:
-            state = _init_from(state, config)
+            state = _init_from(state, config, workdir)
 
     # ---------------------------------------------------------------- evaluator
     eval_every = resolve_steps(config, "eval_every", steps_per_epoch, default=0)
