@@ -71,6 +71,9 @@ def get_config(arg=None):
     config.eval_every_epochs = 2.0
     config.eval_every_steps = placeholder(int)
     config.eval_protocol = "val"
+    # Keep the checkpoint of the best validation top-1 in WORKDIR/best/<step> beside
+    # the last ones, as the release (save_best='auto').
+    config.save_best = True
 
     # One data axis over every device; -1 means "all remaining devices".
     config.mesh_shape = (-1,)

@@ -27,6 +27,7 @@ from squeezetime_jax.evaluation import evaluator as evaluation
 from squeezetime_jax.models import build_model
 from squeezetime_jax.runtime import host_memory
 from squeezetime_jax.runtime.compile_options import compiler_options
+from squeezetime_jax.training import best as best_lib
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training import optim, release_init
 from squeezetime_jax.training.config_checks import check_config
@@ -205,21 +206,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if eval_every and config.data.dataset != RANDOM_DATASET:
         evaluator = evaluation.Evaluator(model, mesh, config.eval_batch_size)
 
+    best = [best_lib.read_best(workdir)]  # config.save_best: the best validation so far
+
     def run_validation(step: int) -> None:
         eval_ds = data_lib.make_eval_dataset(
             config.data,
             batch_size_per_process=config.eval_batch_size // jax.process_count(),
             protocol=config.eval_protocol,
         )
-        result = evaluator.evaluate(state.variables, eval_ds)
-        writer.write(step, result.metrics(), prefix="val/")
+        # Several views per video (HMDB51: 2 clips x 3 crops): also the video-level
+        # accuracies of the averaged probabilities, which the release reports.
+        multi_view = eval_ds.views_per_video > 1
+        result = evaluator.evaluate(state.variables, eval_ds, keep_views=multi_view)
+        metrics = result.metrics()
+        if multi_view:
+            views = evaluation.gather_views(result.views)
+            video = best_lib.video_metrics(
+                views,
+                len(eval_ds.video_ids),
+                eval_ds.views_per_video,
+                eval_ds.protocol.num_crops,
+            )
+            metrics.update({f"video_{k}": v for k, v in video.items()})
+        writer.write(step, metrics, prefix="val/")
         host_memory.release_freed_memory()  # the evaluator's compile, its input workers
         if is_chief:
             print(
                 f"step {step} validation: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics().items()),
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
                 flush=True,
             )
+        if config.get("save_best", False):
+            name = "video_top1" if multi_view else "top1"
+            if best_lib.is_better(metrics[name], best[0]):
+                best[0] = best_lib.save_best(
+                    workdir, step, state.variables, config.model, name, metrics[name]
+                )
+                if is_chief:
+                    print(f"best {name} so far: kept in {best[0]['path']}", flush=True)
 
     # ---------------------------------------------------------------- loop
     stop = _StopFlag()
