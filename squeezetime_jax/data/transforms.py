@@ -168,18 +168,18 @@ def hsv_to_rgb_u8(hsv: np.ndarray) -> np.ndarray:
     v = UNIT_LEVELS[hsv[..., 2]]
     sector = np.trunc(h)
     f = h - sector
-    tab = np.stack(
-        [
-            v,
-            v * (np.float32(1) - s),
-            v * one_minus_product(s, f),
-            v * one_minus_product(s, np.float32(1) - f),
-        ],
-        -1,
+    tab = (
+        v,
+        v * (np.float32(1) - s),
+        v * one_minus_product(s, f),
+        v * one_minus_product(s, np.float32(1) - f),
     )
-    idx = HUE_SECTORS[sector.astype(np.int32)]
-    rgb = np.take_along_axis(tab, idx, axis=-1) * np.float32(255)
-    return np.trunc(rgb)
+    sector = sector.astype(np.int8)
+    rgb = np.empty(h.shape + (3,), np.float32)
+    for c in range(3):
+        rgb[..., c] = np.choose(sector, [tab[HUE_SECTORS[k, c]] for k in range(6)])
+    rgb *= np.float32(255)
+    return np.trunc(rgb, out=rgb)
 
 
 def hue_offset(hue: float) -> int:
