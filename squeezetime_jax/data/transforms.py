@@ -246,8 +246,11 @@ def color_jitter_params(
 
 def frame_mean_rgb(video_u8: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8-valued -> (T, 3) float32 means (exact integer sums)."""
-    t, h, w, _ = video_u8.shape
-    sums = np.asarray(video_u8).astype(np.int32).sum(axis=(1, 2))
+    t, h, w, c = video_u8.shape
+    # Exact integer sums, as a float64 product with ones (BLAS: far faster than an
+    # integer reduction over the middle axes).
+    pixels = np.asarray(video_u8, np.float64).reshape(t, h * w, c)
+    sums = np.ones(h * w) @ pixels
     return sums.astype(np.float32) / np.float32(h * w)
 
 
