@@ -3,7 +3,7 @@
 # Re-running is cheap: the install is skipped while pyproject.toml is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${SQUEEZETIME_EXTRAS:-torch,test,export,demo}"
+EXTRAS="${SQUEEZETIME_EXTRAS:-torch,test,export,demo,beam}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then

@@ -96,8 +96,12 @@ class Flags:
                 lines.append(f"    (default: {flag.default_as_str})")
         return "\n".join(lines)
 
-    def parse(self, argv: Sequence[str] | None = None) -> list[str]:
-        """Parses `argv` (default sys.argv[1:]); returns the positional arguments.
+    def parse(
+        self, argv: Sequence[str] | None = None, known_only: bool = False
+    ) -> list[str]:
+        """Parses `argv` (default sys.argv[1:]); returns the positional arguments,
+        and with `known_only` the flags this command does not define too (in order;
+        for commands that hand them on, e.g. to Beam).
 
         Flags not given take their defaults, whatever an earlier call parsed.
         """
@@ -107,7 +111,7 @@ class Flags:
             raise SystemExit(0)
         self.values.unparse_flags()
         try:
-            positional = self.values([self.prog] + args)[1:]
+            positional = self.values([self.prog] + args, known_only=known_only)[1:]
         except flags.Error as error:
             raise UsageError(f"{self.prog}: {error}") from None
         missing = [name for name in self._required if self.values[name].value is None]

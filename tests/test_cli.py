@@ -33,6 +33,15 @@ def test_parse_resets_flags_between_calls_and_returns_positionals():
     assert (out.value, plain.value) == ("y", False)  # --plain did not leak
 
 
+def test_known_only_hands_unknown_flags_on_in_order():
+    flags, out, plain = make_flags()
+    rest = flags.parse(
+        ["--runner_opt=1", "--out=x", "--plain", "--other=a b"], known_only=True
+    )
+    assert rest == ["--runner_opt=1", "--other=a b"]
+    assert (out.value, plain.value) == ("x", True)
+
+
 def test_missing_required_and_unknown_flags_name_the_flag(capsys):
     flags, _, _ = make_flags()
     with pytest.raises(cli.UsageError, match="--out"):

@@ -3,6 +3,7 @@
   python -m squeezetime_jax.data.prepare --list train.txt --list val=val.txt \
       --root VIDEO_DIR --out OUT_DIR [--classes classes.txt] [--workers N] \
       [--config kinetics400] [--overwrite] [--reencode short_side=256,gop=32]
+      [--runner=DirectRunner|DataflowRunner|FlinkRunner|SparkRunner BEAM_OPTIONS...]
 
 Each list line is "relative/path label" (mmaction2 format). A list's split is given as
 SPLIT=PATH, or taken from its file name (train/val/test), else "train". Bad videos are
@@ -13,6 +14,9 @@ By default records hold the original file bytes. --reencode stores instead an H.
 re-encode at the training resolution with a short fixed GOP (see reencode.py), which
 makes a training clip several times cheaper to decode; the summary reports source and
 record bytes.
+
+--runner runs the same preparation as an Apache Beam pipeline (beam_prepare.py), which
+scales out on a cluster and resumes when re-run; the output is the same.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Sequence
 import tensorflow_datasets as tfds
 import tqdm
 
-from squeezetime_jax import cli
+from squeezetime_jax import cli, files
 from squeezetime_jax.data import reencode as reencode_lib
 from squeezetime_jax.data import tfds_builder
 
@@ -42,7 +46,7 @@ index_file = tfds_builder.index_file
 def parse_list(path: str, split: str) -> list[tfds_builder.ListEntry]:
     """Reads an mmaction2 list; a malformed line raises naming file and line number."""
     entries = []
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
@@ -77,7 +81,7 @@ def split_of(spec: str) -> tuple[str, str]:
 def read_class_names(path: str | None, num_classes: int) -> list[str]:
     if path is None:
         return [str(i) for i in range(num_classes)]
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path, encoding="utf-8") as f:
         names = [ln.strip() for ln in f if ln.strip()]
     if len(names) < num_classes:
         raise ValueError(
@@ -107,6 +111,128 @@ def default_class_names(config: str, num_classes: int) -> list[str] | None:
     return None
 
 
+def read_inputs(
+    lists: Sequence[str], config: str, classes: str | None
+) -> tuple[dict[str, list[tfds_builder.ListEntry]], list[str]]:
+    """Parses and checks the lists and class names: (entries per split, class names)."""
+    entries: dict[str, list] = {}
+    for spec in lists:
+        split, path = split_of(spec)
+        if split in entries:
+            raise ValueError(f"two lists for split {split!r}")
+        entries[split] = parse_list(path, split)
+    if not any(entries.values()):
+        raise ValueError("the lists contain no videos")
+    max_label = max(e.label for es in entries.values() for e in es)
+    num_classes = tfds_builder.CONFIGS[config][1] or (max_label + 1)
+    if max_label >= num_classes:
+        raise ValueError(
+            f"label {max_label} out of range for {config} ({num_classes} classes)"
+        )
+    names = default_class_names(config, num_classes) if classes is None else None
+    return entries, names or read_class_names(classes, num_classes)
+
+
+def check_config(config: str) -> None:
+    if config not in tfds_builder.CONFIGS:
+        raise ValueError(
+            f"unknown --config {config!r}; choose from {list(tfds_builder.CONFIGS)}"
+        )
+
+
+class Tally:
+    """Counts written and skipped videos; writes the per-split index and summary.json."""
+
+    def __init__(self, splits: Sequence[str], class_names: Sequence[str]):
+        self.class_names = list(class_names)
+        self.written = collections.Counter()
+        self.per_class = {s: collections.Counter() for s in splits}
+        self.skipped = []
+        self.index = {s: [] for s in splits}
+        self.sizes = collections.Counter()
+
+    def add(
+        self,
+        entry: tfds_builder.ListEntry,
+        *,
+        reason: str | None = None,
+        num_frames: int = 0,
+        source_bytes: int = 0,
+        record_bytes: int = 0,
+    ) -> None:
+        """One video, in record order: skipped when `reason` is given."""
+        e = entry
+        if reason is not None:
+            self.skipped.append(
+                {"split": e.split, "line": e.line, "path": e.path, "reason": reason}
+            )
+            return
+        self.written[e.split] += 1
+        self.sizes["source"] += source_bytes
+        self.sizes["records"] += record_bytes
+        self.index[e.split].append([e.path, e.label, int(num_frames)])
+        self.per_class[e.split][self.class_names[e.label]] += 1
+
+    def add_result(self, result: tfds_builder.CheckResult) -> None:
+        if result.example is None:
+            self.add(result.entry, reason=result.reason)
+        else:
+            self.add(
+                result.entry,
+                num_frames=int(result.example["num_frames"]),
+                source_bytes=result.source_bytes,
+                record_bytes=len(result.example["video"]),
+            )
+
+    def write(
+        self,
+        builder_dir: str,
+        out_dir: str,
+        config: str,
+        reencode: reencode_lib.ReencodeSpec | None,
+    ) -> dict:
+        """Writes the index next to the shards and OUT_DIR/summary.json; returns it."""
+        # Records keep list order (shuffling is disabled), so the index lists them in
+        # record order; evaluation reads ids and labels from it without reading videos.
+        for split, rows in self.index.items():
+            with files.open_file(
+                files.join(builder_dir, index_file(split)), "w", encoding="utf-8"
+            ) as f:
+                json.dump(
+                    {
+                        "video_id": [r[0] for r in rows],
+                        "label": [r[1] for r in rows],
+                        "num_frames": [r[2] for r in rows],
+                    },
+                    f,
+                )
+        skipped, written = self.skipped, self.written
+        summary = {
+            "dataset": f"{tfds_builder.NAME}/{config}",
+            "data_dir": files.absolute(out_dir),
+            "written": sum(written.values()),
+            "skipped": skipped,
+            "reencode": None if reencode is None else dataclasses.asdict(reencode),
+            # Written videos only: bytes read from the video root vs bytes stored.
+            "video_bytes": {
+                "source": self.sizes["source"],
+                "records": self.sizes["records"],
+            },
+            "per_class": dict(sum(self.per_class.values(), collections.Counter())),
+            "splits": {
+                s: {
+                    "written": written[s],
+                    "skipped": sum(1 for k in skipped if k["split"] == s),
+                    "per_class": dict(self.per_class[s]),
+                }
+                for s in self.index
+            },
+        }
+        with files.open_file(files.join(out_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        return summary
+
+
 def prepare_dataset(
     lists: Sequence[str],
     root: str,
@@ -126,52 +252,20 @@ def prepare_dataset(
     """
     if isinstance(reencode, str):
         reencode = reencode_lib.parse_spec(reencode)
-    if config not in tfds_builder.CONFIGS:
-        raise ValueError(
-            f"unknown --config {config!r}; choose from {list(tfds_builder.CONFIGS)}"
-        )
+    check_config(config)
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         if not overwrite:
             raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace it")
         shutil.rmtree(out_dir)
-    entries: dict[str, list] = {}
-    for spec in lists:
-        split, path = split_of(spec)
-        if split in entries:
-            raise ValueError(f"two lists for split {split!r}")
-        entries[split] = parse_list(path, split)
-    if not any(entries.values()):
-        raise ValueError("the lists contain no videos")
-    max_label = max(e.label for es in entries.values() for e in es)
-    num_classes = tfds_builder.CONFIGS[config][1] or (max_label + 1)
-    if max_label >= num_classes:
-        raise ValueError(
-            f"label {max_label} out of range for {config} ({num_classes} classes)"
-        )
-    class_names = default_class_names(config, num_classes) if classes is None else None
-    class_names = class_names or read_class_names(classes, num_classes)
+    entries, class_names = read_inputs(lists, config, classes)
 
     total = sum(len(es) for es in entries.values())
     bar = tqdm.tqdm(total=total, desc="videos", unit="video", disable=not progress)
-    written = collections.Counter()
-    per_class = {s: collections.Counter() for s in entries}
-    skipped = []
-    index = {s: [] for s in entries}
-    sizes = collections.Counter()
+    tally = Tally(list(entries), class_names)
 
     def on_result(result: tfds_builder.CheckResult) -> None:
         bar.update(1)
-        e = result.entry
-        if result.example is None:
-            skipped.append(
-                {"split": e.split, "line": e.line, "path": e.path, "reason": result.reason}
-            )
-        else:
-            written[e.split] += 1
-            sizes["source"] += result.source_bytes
-            sizes["records"] += len(result.example["video"])
-            index[e.split].append([e.path, e.label, int(result.example["num_frames"])])
-            per_class[e.split][class_names[e.label]] += 1
+        tally.add_result(result)
 
     builder = tfds_builder.SqueezetimeVideo(
         config=config,
@@ -187,41 +281,7 @@ def prepare_dataset(
         download_config=tfds.download.DownloadConfig(verify_ssl=False)
     )
     bar.close()
-    # Records keep list order (shuffling is disabled), so the index lists them in record
-    # order; evaluation reads ids and labels from it without reading any video bytes.
-    for split, rows in index.items():
-        with open(
-            os.path.join(builder.data_dir, index_file(split)), "w", encoding="utf-8"
-        ) as f:
-            json.dump(
-                {
-                    "video_id": [r[0] for r in rows],
-                    "label": [r[1] for r in rows],
-                    "num_frames": [r[2] for r in rows],
-                },
-                f,
-            )
-    summary = {
-        "dataset": f"{tfds_builder.NAME}/{config}",
-        "data_dir": os.path.abspath(out_dir),
-        "written": sum(written.values()),
-        "skipped": skipped,
-        "reencode": None if reencode is None else dataclasses.asdict(reencode),
-        # Written videos only: bytes read from the video root vs bytes stored.
-        "video_bytes": {"source": sizes["source"], "records": sizes["records"]},
-        "per_class": dict(sum(per_class.values(), collections.Counter())),
-        "splits": {
-            s: {
-                "written": written[s],
-                "skipped": sum(1 for k in skipped if k["split"] == s),
-                "per_class": dict(per_class[s]),
-            }
-            for s in entries
-        },
-    }
-    with open(os.path.join(out_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-    return summary
+    return tally.write(os.fspath(builder.data_dir), out_dir, config, reencode)
 
 
 FLAGS = cli.Flags("python -m squeezetime_jax.data.prepare", __doc__)
@@ -256,24 +316,59 @@ REENCODE = FLAGS.string(
     "short_side=256,gop=32,...: store an H.264 re-encode (keys short_side, gop, "
     "bframes, crf, preset, tune) instead of the original bytes.",
 )
+RUNNER = FLAGS.string(
+    "runner",
+    None,
+    "Run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+    "FlinkRunner, SparkRunner...) instead of the local pool; flags not listed here are "
+    "then Beam pipeline options, given as --name=value (docs/data.md).",
+)
+VIDEOS_PER_SHARD = FLAGS.integer(
+    "videos_per_shard",
+    256,
+    "With --runner: videos per output shard, the unit of work and of resuming.",
+)
 
 
 @cli.exit_on_usage_error
 def main(argv: Sequence[str] | None = None) -> int:
-    if positional := FLAGS.parse(argv):
-        raise cli.UsageError(f"unexpected arguments: {positional}")
+    rest = FLAGS.parse(argv, known_only=True)
+    if rest and not RUNNER.value:
+        raise cli.UsageError(f"unexpected arguments: {rest} (Beam options need --runner)")
     tfds.disable_progress_bar()  # our bar counts videos with a known total instead
     try:
-        summary = prepare_dataset(
-            LISTS.value,
-            ROOT.value,
-            OUT.value,
-            classes=CLASSES.value,
-            config=CONFIG.value,
-            workers=WORKERS.value,
-            overwrite=OVERWRITE.value,
-            reencode=REENCODE.value,
-        )
+        if RUNNER.value:
+            try:
+                from squeezetime_jax.data import beam_prepare
+            except ImportError as e:
+                print(
+                    f"error: --runner needs Apache Beam (pip install -e '.[beam]'): {e}",
+                    file=sys.stderr,
+                )
+                return 2
+            summary = beam_prepare.prepare_dataset_beam(
+                LISTS.value,
+                ROOT.value,
+                OUT.value,
+                classes=CLASSES.value,
+                config=CONFIG.value,
+                overwrite=OVERWRITE.value,
+                reencode=REENCODE.value,
+                videos_per_shard=VIDEOS_PER_SHARD.value,
+                runner=RUNNER.value,
+                pipeline_args=rest,
+            )
+        else:
+            summary = prepare_dataset(
+                LISTS.value,
+                ROOT.value,
+                OUT.value,
+                classes=CLASSES.value,
+                config=CONFIG.value,
+                workers=WORKERS.value,
+                overwrite=OVERWRITE.value,
+                reencode=REENCODE.value,
+            )
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from squeezetime_jax import files
 from squeezetime_jax.data import reencode as reencode_lib
 from squeezetime_jax.data import video_decode
 
@@ -30,6 +30,7 @@ VERSION = "1.0.0"
 CONFIGS = {
     "kinetics400": ("Kinetics-400 train/val/test lists.", 400),
     "kinetics600": ("Kinetics-600 train/val/test lists.", 600),
+    "kinetics700": ("Kinetics-700 train/val/test lists.", 700),
     "hmdb51_split1": ("HMDB51, official split 1.", 51),
     "hmdb51_split2": ("HMDB51, official split 2.", 51),
     "hmdb51_split3": ("HMDB51, official split 3.", 51),
@@ -65,10 +66,8 @@ def check_video(
     root: str, entry: ListEntry, reencode: reencode_lib.ReencodeSpec | None = None
 ) -> CheckResult:
     """Reads, optionally re-encodes, and probes one video; never raises for a bad video."""
-    full = os.path.join(root, entry.path)
     try:
-        with open(full, "rb") as f:
-            data = f.read()
+        data = files.read_bytes(files.join(root, entry.path))
     except FileNotFoundError:
         return CheckResult(entry, None, "missing file")
     except OSError as e:
@@ -94,6 +93,24 @@ def check_video(
         "width": np.int32(info.width),
     }
     return CheckResult(entry, example, None, source_bytes)
+
+
+def features(class_names: list[str]) -> tfds.features.FeaturesDict:
+    """The record layout; the prepare paths (local pool and Beam) both encode with it."""
+    return tfds.features.FeaturesDict(
+        {
+            "video": tfds.features.Tensor(shape=(), dtype=np.object_),
+            # Packet table (video_decode.PacketTable); empty when not trustworthy.
+            "codec": tfds.features.Text(),
+            "extradata": tfds.features.Tensor(shape=(), dtype=np.object_),
+            "packets": tfds.features.Tensor(shape=(None, 4), dtype=np.int64),
+            "label": tfds.features.ClassLabel(names=list(class_names)),
+            "video_id": tfds.features.Text(),
+            "num_frames": tfds.features.Tensor(shape=(), dtype=np.int32),
+            "height": tfds.features.Tensor(shape=(), dtype=np.int32),
+            "width": tfds.features.Tensor(shape=(), dtype=np.int32),
+        }
+    )
 
 
 class _Checker:
@@ -141,20 +158,7 @@ class SqueezetimeVideo(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description="Encoded video files with labels (mmaction2-style list).",
-            features=tfds.features.FeaturesDict(
-                {
-                    "video": tfds.features.Tensor(shape=(), dtype=np.object_),
-                    # Packet table (video_decode.PacketTable); empty when not trustworthy.
-                    "codec": tfds.features.Text(),
-                    "extradata": tfds.features.Tensor(shape=(), dtype=np.object_),
-                    "packets": tfds.features.Tensor(shape=(None, 4), dtype=np.int64),
-                    "label": tfds.features.ClassLabel(names=self._class_names),
-                    "video_id": tfds.features.Text(),
-                    "num_frames": tfds.features.Tensor(shape=(), dtype=np.int32),
-                    "height": tfds.features.Tensor(shape=(), dtype=np.int32),
-                    "width": tfds.features.Tensor(shape=(), dtype=np.int32),
-                }
-            ),
+            features=features(self._class_names),
             supervised_keys=("video", "label"),
             # List order is kept so the per-split video index matches record order.
             disable_shuffling=True,
