@@ -96,6 +96,8 @@ def get_config(arg=None):
     config.log_every_steps = 2 if variant.quick else 25
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 1
+    # "START,COUNT": a jax.profiler trace of steps START+1..START+COUNT in WORKDIR/profile.
+    config.profile_steps = ""
     config.async_checkpointing = False
     config.eval_every_epochs = placeholder(float)
     config.eval_every_steps = placeholder(int)

@@ -66,6 +66,8 @@ def get_config(arg=None):
     config.log_every_steps = 50
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
+    # "START,COUNT": a jax.profiler trace of steps START+1..START+COUNT in WORKDIR/profile.
+    config.profile_steps = ""
     config.async_checkpointing = True
     config.eval_every_epochs = placeholder(float)
     config.eval_every_epochs = 2.0

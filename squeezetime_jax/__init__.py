@@ -1,7 +1,8 @@
 """SqueezeTime in JAX: the network, its input pipeline, training and conversion.
 
 `squeezetime_jax.load(path)` gives a callable model from a released .pth, a
-converted checkpoint directory or a train.py workdir.
+converted checkpoint directory, a train.py workdir, or a released checkpoint by
+name: `squeezetime_jax.load("k400")` downloads it once into a local cache.
 """
 
 __version__ = "0.1.0"

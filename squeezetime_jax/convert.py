@@ -2,12 +2,16 @@
 
   python -m squeezetime_jax.convert from-torch IN.pth OUT_DIR [--drop_head --num_classes N]
   python -m squeezetime_jax.convert to-torch CKPT OUT.pth [--plain]
+  python -m squeezetime_jax.convert from-release {in1k,k400,k600,hmdb51} OUT_DIR
 
 from-torch infers the model config from the checkpoint and writes a converted
 checkpoint directory (Orbax variables plus model_config.json). to-torch reads a
 converted directory, a train.py workdir (its latest step) or a .pth, and writes a file
 the released PyTorch model (or squeezetime_jax.interop.torch_model) loads with
-strict=True. Paths may be local or gs:// URLs.
+strict=True. Paths may be local or gs:// URLs. from-release downloads a released
+checkpoint once (into the cache of squeezetime_jax.interop.release) and converts it.
+Class names and clip settings (metadata.json, the .pth meta) travel with the weights
+in every direction.
 """
 
 from __future__ import annotations
@@ -51,6 +55,17 @@ def from_torch(source: str, output: str) -> None:
     print(f"wrote {output}")
 
 
+def from_release(name: str, output: str) -> None:
+    from squeezetime_jax.checkpoints.converted import save_converted
+    from squeezetime_jax.interop import release
+
+    conversion = release.load(name)
+    save_converted(output, conversion, source=release.url(release.get(name)))
+    for note in conversion.notes:
+        print(note)
+    print(f"wrote {output}")
+
+
 def to_torch(source: str, output: str) -> None:
     from squeezetime_jax.checkpoints.restore import restore
     from squeezetime_jax.interop.torch_checkpoints import save_torch_checkpoint
@@ -62,11 +77,12 @@ def to_torch(source: str, output: str) -> None:
         restored.config,
         plain=PLAIN.value,
         meta={"source": source},
+        metadata=restored.metadata,
     )
     print(f"wrote {output}")
 
 
-COMMANDS = {"from-torch": from_torch, "to-torch": to_torch}
+COMMANDS = {"from-torch": from_torch, "to-torch": to_torch, "from-release": from_release}
 
 
 @cli.exit_on_usage_error

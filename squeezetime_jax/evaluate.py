@@ -5,7 +5,9 @@
     python -m squeezetime_jax.evaluate ...       (the same command)
 
 PATH is a train.py workdir (latest step, or --step), a converted checkpoint
-directory or a released .pth. Protocols: `val` (1 clip, short side 256, centre
+directory, a .pth or a released checkpoint's name (k400, k600, hmdb51). The clip
+settings stored with the checkpoint (frame interval, short side, crop, clips, crops)
+replace the config file's; `--config.data.*` flags and --protocol overrides win. Protocols: `val` (1 clip, short side 256, centre
 crop 224), `test` (10 clips x 3 crops at short side 224; configs/hmdb51.py sets
 the released 2 x 3 crops of 286), or either with overrides, e.g.
 `--protocol test:num_clips=4,num_crops=1,short_side=256,crop_size=256`.
@@ -22,7 +24,7 @@ from ml_collections import config_flags
 
 from squeezetime_jax import cli
 from squeezetime_jax.evaluation.job import evaluate_checkpoint, parse_protocol, watch
-from squeezetime_jax.runtime import host_memory
+from squeezetime_jax.runtime import host_memory, log_levels
 from squeezetime_jax.training import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -59,6 +61,7 @@ _POLL = flags.DEFINE_float(
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 distributed.define_flags()
 host_memory.define_flags()
+log_levels.define_flags()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
@@ -66,8 +69,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     host_memory.configure_from_flags()  # before JAX creates its CPU backend
+    log_levels.configure_from_flags()
     distributed.initialize_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
+    overrides = tuple(config_flags.get_override_values(flags.FLAGS["config"]))
     if _WATCH.value:
         watch(
             _CONFIG.value,
@@ -79,6 +84,7 @@ def main(argv):
             batch_size=_BATCH.value,
             output_root=_OUTPUT_DIR.value,
             progress=_PROGRESS.value,
+            config_overrides=overrides,
         )
     else:
         evaluate_checkpoint(
@@ -90,6 +96,7 @@ def main(argv):
             output_dir=_OUTPUT_DIR.value,
             batch_size=_BATCH.value,
             progress=_PROGRESS.value,
+            config_overrides=overrides,
         )
 
 

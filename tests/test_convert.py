@@ -1,5 +1,6 @@
 """Checkpoint conversion: round trips, config inference, strict errors, files, CLI, load()."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -409,3 +410,119 @@ def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
         CheckpointError, match="no checkpoint for step 5; available: \\[3, 8\\]"
     ):
         restore(workdir, step=5)
+
+
+# --- class names and clip settings travel with the weights --------------------------
+
+
+def test_metadata_travels_through_pth_converted_dir_and_back(tmp_path):
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    model = _twin(depth=10)
+    stored = metadata_lib.Metadata(
+        class_names=["walk", "run", "jump", "sit", "stand"],
+        frame_interval=2,
+        protocols={
+            "test": {"num_clips": 2, "num_crops": 3, "short_side": 48, "crop_size": 40}
+        },
+        dataset="demo/scenes",
+    )
+    source = tmp_path / "labelled.pth"
+    torch.save(
+        {"state_dict": model.state_dict(), "meta": metadata_lib.to_pth_meta(stored)}, source
+    )
+    expected = dataclasses.replace(stored, num_frames=4)  # the model's frame count
+    assert load_variables(source).metadata == expected
+    assert convert_cli.main(["from-torch", str(source), str(tmp_path / "dir")]) == 0
+    assert metadata_lib.read(tmp_path / "dir") == expected
+    assert load(tmp_path / "dir").class_names == stored.class_names
+    assert (
+        convert_cli.main(["to-torch", str(tmp_path / "dir"), str(tmp_path / "b.pth")]) == 0
+    )
+    meta = torch.load(tmp_path / "b.pth", weights_only=True)["meta"]
+    assert meta["dataset_meta"]["classes"] == stored.class_names  # where mmaction2 looks
+    assert load_variables(tmp_path / "b.pth").metadata == expected
+
+    # A head re-initialized for other classes loses the names; the clip settings stay.
+    assert (
+        convert_cli.main(
+            ["from-torch", str(source), str(tmp_path / "new"), "--drop-head"]
+            + ["--num-classes", "3"]
+        )
+        == 0
+    )
+    renewed = metadata_lib.read(tmp_path / "new")
+    assert renewed.class_names is None and renewed.frame_interval == 2
+
+    # mmaction2's own place for class names is read too.
+    mm = tmp_path / "mm.pth"
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "meta": {"dataset_meta": {"classes": list("abcde")}},
+        },
+        mm,
+    )
+    assert load_variables(mm).metadata.class_names == list("abcde")
+
+
+def test_metadata_that_contradicts_the_model_names_the_file(tmp_path):
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    model = _twin(depth=10)
+    bad = tmp_path / "bad.pth"
+    meta = metadata_lib.to_pth_meta(metadata_lib.Metadata(class_names=["a", "b", "c"]))
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, bad)
+    with pytest.raises(CheckpointError, match=r"bad\.pth: metadata names 3 classes .* 5"):
+        load_variables(bad)
+    meta = {"squeezetime_jax": {"protocols": {"test": {"short_side": -3}}}}
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, bad)
+    with pytest.raises(
+        CheckpointError, match=r"bad\.pth: metadata protocols.test.short_side"
+    ):
+        load_variables(bad)
+
+
+def test_workdir_metadata_from_its_config_and_into_the_pth(tmp_path, tiny_pth):
+    import optax
+
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+    from squeezetime_jax.checkpoints import workdir as checkpointing
+    from squeezetime_jax.data import default_data_config
+    from squeezetime_jax.training.state import TrainState
+
+    path, _ = tiny_pth
+    converted = load_torch_checkpoint(path)
+    params = converted.variables["params"]
+    state = TrainState(
+        step=np.int32(1),
+        params=params,
+        batch_stats=converted.variables["batch_stats"],
+        opt_state=optax.sgd(0.1).init(params),
+        rng=np.zeros(2, np.uint32),
+    )
+    workdir = tmp_path / "run"
+    manager = checkpointing.make_manager(str(workdir), with_data=False, async_save=False)
+    checkpointing.save(manager, 1, state)
+    manager.wait_until_finished()
+    manager.close()
+    data = default_data_config()
+    data.frame_interval, data.test.short_side, data.test.crop_size = 3, 64, 56
+    data.data_dir = str(tmp_path / "absent")  # the dataset is not on this machine
+    config = {"model": converted.config.to_dict(), "data": data.to_dict()}
+    (workdir / "config.json").write_text(json.dumps(config))
+    # An older workdir: no metadata.json, the settings come from config.json.
+    derived = load_variables(workdir).metadata
+    assert derived.class_names is None and derived.frame_interval == 3
+    assert derived.protocols["test"] == {
+        "num_clips": 10,
+        "num_crops": 3,
+        "short_side": 64,
+        "crop_size": 56,
+    }
+    # What train.py writes: with the dataset's class names.
+    names = [f"action {i}" for i in range(5)]
+    metadata_lib.write(workdir, metadata_lib.from_train_config(config, names))
+    assert convert_cli.main(["to-torch", str(workdir), str(tmp_path / "run.pth")]) == 0
+    carried = load_variables(tmp_path / "run.pth").metadata
+    assert carried.class_names == names and carried.protocols == derived.protocols

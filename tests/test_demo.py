@@ -149,10 +149,11 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in (
-        "[1/7] Generating videos",
-        "[3/7] Training",
-        "[5/7] Evaluating with shuffled",
-        "[7/7] Writing the report",
+        "[1/8] Generating videos",
+        "[3/8] Training",
+        "[5/8] Evaluating with shuffled",
+        "[7/8] Exporting for mobile",
+        "[8/8] Writing the report",
     ):
         assert stage in result.stdout
     summary = json.loads((workdir / "report" / "summary.json").read_text())
@@ -219,3 +220,20 @@ def test_training_videos_come_with_their_time_reversed_twin():
             generate.job_frames(twin), generate.job_frames(first)[::-1]
         )
     assert not any(job.reversed for job in generate.plan_split("test", 4, seed=5))
+
+
+def test_training_progress_follows_the_metrics_file(tmp_path, capsys):
+    metrics = tmp_path / "metrics.jsonl"
+    progress = run.TrainingProgress(str(metrics), total_steps=10)
+    progress("trainer output before any metrics")  # no file yet: nothing happens
+    assert progress.bar.n == 0
+    with open(metrics, "w") as f:
+        f.write('{"step": 2, "loss": 1.5, "accuracy": 0.25}\n{"step": 4, "lo')
+    progress("a line")
+    assert progress.bar.n == 2  # the half-written record waits for its newline
+    with open(metrics, "a") as f:
+        f.write('ss": 1.0, "accuracy": 0.5}\n{"step": 4, "val/top1": 0.75}\n')
+    progress.close()
+    assert progress.bar.n == 4
+    shown = capsys.readouterr()
+    assert "step 4 validation: top1 0.7500" in shown.out + shown.err

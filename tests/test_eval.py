@@ -489,3 +489,26 @@ def test_watch_stops_after_timeout_without_final_step(config, workdir, tmp_path)
         progress=False,
     )
     assert sorted(results) == [1, 2]
+
+
+def test_clip_settings_stored_with_the_checkpoint_replace_the_config_files(config):
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    stored = metadata_lib.Metadata(
+        frame_interval=7,
+        protocols={"test": {"short_side": 41, "crop_size": 37, "num_clips": 5}},
+    )
+    data = ev.eval_data_config(config, config.model, metadata=stored)
+    assert (data.frame_interval, data.test.num_clips) == (7, 5)
+    assert (data.test.short_side, data.test.crop_size) == (41, 37)
+    assert data.test.num_crops == config.data.test.num_crops  # not stored: the config's
+    # What the command line set (--config.data.*) wins over the checkpoint.
+    data = ev.eval_data_config(
+        config,
+        config.model,
+        metadata=stored,
+        config_overrides=["data.test.short_side", "data.frame_interval", "seed"],
+    )
+    assert data.frame_interval == config.data.frame_interval
+    assert data.test.short_side == config.data.test.short_side
+    assert data.test.crop_size == 37

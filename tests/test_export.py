@@ -154,6 +154,35 @@ def test_pytorch_export_writes_state_dict_and_program_matching_jax(
     assert info["parity_vs_jax"][0]["passed"]
 
 
+def test_export_takes_its_size_and_labels_from_the_checkpoint(tmp_path):
+    """A checkpoint carrying class names and an eval crop of 40: no --size needed, and
+    export_info.json hands both to the app."""
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    names = [f"gesture {i}" for i in range(7)]
+    stored = metadata_lib.Metadata(
+        class_names=names,
+        frame_interval=2,
+        protocols={
+            "test": {"num_clips": 1, "num_crops": 1, "short_side": 48, "crop_size": 40}
+        },
+    )
+    path = tmp_path / "labelled.pth"
+    torch.save(
+        {"state_dict": _twin().state_dict(), "meta": metadata_lib.to_pth_meta(stored)}, path
+    )
+    out = tmp_path / "out"
+    assert (
+        cli.main(["--checkpoint", str(path), "--format", "pytorch", "--out", str(out)]) == 0
+    )
+    info = json.loads((out / "squeezetime_export_info.json").read_text())
+    assert info["input"]["shape"] == [1, 3, 4, 40, 40]
+    assert info["class_names"] == names
+    assert info["metadata"]["frame_interval"] == 2
+    assert info["metadata"]["protocols"]["test"]["short_side"] == 48
+    assert info["parity_vs_jax"][0]["passed"]
+
+
 def test_executorch_raw_input_fp32_and_int8_match_jax(small_checkpoint, tmp_path, capsys):
     pytest.importorskip("executorch")
     pytest.importorskip("torchao")

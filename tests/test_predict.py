@@ -192,3 +192,36 @@ def test_module_cli_exit_status_and_error_line(checkpoint, videos):
     lines = run.stdout.splitlines()
     assert lines[0].startswith(f"{broken}: error: unreadable video: cannot open container")
     assert lines[1] == good[1] and len(lines) == 7
+
+
+def test_views_and_names_stored_with_the_checkpoint_need_no_flags(
+    checkpoint, videos, tmp_path, capsys
+):
+    """A .pth carrying its class names and test protocol: predict uses them, and its
+    flags override them."""
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    _, model = checkpoint
+    names = [f"action {i}" for i in range(400)]
+    stored = metadata_lib.Metadata(
+        class_names=names,
+        frame_interval=4,
+        protocols={
+            "test": {"num_clips": 2, "num_crops": 3, "short_side": 48, "crop_size": 48}
+        },
+    )
+    path = str(tmp_path / "labelled.pth")
+    torch.save(
+        {"state_dict": model.state_dict(), "meta": metadata_lib.to_pth_meta(stored)}, path
+    )
+    good, _ = videos
+    assert predict.main(["--checkpoint", path, "--json", good[0]]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["views"] == 6
+    _check_top(line["top"], _expected(model, good[0], 2, 3))
+    assert [t["class"] for t in line["top"]] == [names[t["index"]] for t in line["top"]]
+
+    assert predict.main(["--checkpoint", path, "--json", "--views=1x1", good[0]]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["views"] == 1
+    _check_top(line["top"], _expected(model, good[0], 1, 1))

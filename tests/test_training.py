@@ -329,3 +329,11 @@ def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):
         val[0]["val/views"] == 3
     )  # the demo dataset's three validation videos, 1 view each
     assert 0.0 <= val[0]["val/top1"] <= 1.0
+    # The class names and clip settings travel with the weights (metadata.json).
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+    from squeezetime_jax.data import dataset_info
+
+    stored = metadata_lib.read(tmp_path / "run")
+    assert stored.class_names == dataset_info(prepared, data.dataset).class_names
+    assert (stored.num_frames, stored.frame_interval) == (2, data.frame_interval)
+    assert stored.protocols["val"]["crop_size"] == data.val.crop_size

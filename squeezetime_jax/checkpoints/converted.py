@@ -3,6 +3,7 @@
     DIR/model_config.json  the model ConfigDict (squeezetime_jax.models.build_model input)
     DIR/variables/         an Orbax StandardCheckpointer save of {'params', 'batch_stats'}
     DIR/conversion.json    where it came from and what the conversion did
+    DIR/metadata.json      class names and clip settings (checkpoints.metadata)
 
 It restores on CPU with no accelerator, whatever devices wrote it (checkpoints.restore).
 """
@@ -15,6 +16,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from squeezetime_jax import files
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints.errors import CheckpointError
 from squeezetime_jax.interop.conversion import Conversion, make_model_config
 
@@ -49,6 +51,7 @@ def save_converted(
         files.join(directory, REPORT_FILE),
         {"format": FORMAT, "source": source, "notes": conversion.notes},
     )
+    metadata_lib.write(directory, conversion.metadata)
     return directory
 
 

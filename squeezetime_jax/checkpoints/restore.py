@@ -3,7 +3,9 @@
     restore(path, step=None, sharding=None) -> Restored
 
 `path` is a train.py workdir (its latest complete step, or `step`), a converted
-directory (checkpoints.converted) or a released-layout PyTorch file, local or gs://.
+directory (checkpoints.converted) or a released-layout PyTorch file, local or gs://,
+or a released checkpoint's name (`k400`, `release:k400`; interop.release).
+The class names and clip settings stored with the weights come along (`metadata`).
 Orbax items are restored onto a target built from their stored metadata, so they load
 whatever devices and mesh wrote them. Arrays land on `sharding` (for example replicated
 over an evaluation mesh, on every process) or, by default, on the host CPU. Every
@@ -23,6 +25,7 @@ import orbax.checkpoint as ocp
 
 from squeezetime_jax import files
 from squeezetime_jax.checkpoints import converted, workdir
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.conversion import expected_variables, make_model_config
@@ -37,6 +40,10 @@ class Restored:
     step: int | None = None  # the training step, for workdirs
     source: str = ""  # what was restored, for reports
     train_config: dict[str, Any] | None = None  # a workdir's config.json
+    # class names and clip settings stored with the weights
+    metadata: metadata_lib.Metadata = dataclasses.field(
+        default_factory=metadata_lib.Metadata
+    )
 
 
 def restore(
@@ -44,33 +51,59 @@ def restore(
     step: int | None = None,
     sharding: jax.sharding.Sharding | None = None,
 ) -> Restored:
-    """Variables and model config of a workdir, converted directory or PyTorch file."""
+    """Variables, model config and metadata of a workdir, converted directory, PyTorch
+    file or released checkpoint's name."""
+    from squeezetime_jax.interop import release
+
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    if release.is_reference(path):
+        if step is not None:
+            raise CheckpointError(
+                f"{path}: a step can only be chosen in a train.py workdir"
+            )
+        return _from_conversion(release.load(path), sharding, str(path))
     path = files.absolute(path)
     if not files.exists(path):
-        raise CheckpointError(f"{path}: no such file or directory")
+        raise CheckpointError(
+            f"{path}: no such file or directory (nor a released checkpoint: "
+            f"{', '.join(release.names())})"
+        )
     if step is not None and not workdir.is_workdir(path):
         raise CheckpointError(f"{path}: a step can only be chosen in a train.py workdir")
-    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
     if workdir.is_workdir(path):
         return _restore_workdir(path, step, sharding)
     if converted.is_converted_dir(path):
         config = converted.read_model_config(path)
         variables = restore_arrays(files.join(path, converted.VARIABLES_DIR), sharding)
         check_stored_tree(path, variables, expected_variables(config))
-        return Restored(variables, config, converted.read_notes(path), source=path)
-    if files.isfile(path):
-        conversion = load_torch_checkpoint(path)
-        variables = {
-            "params": conversion.variables["params"],
-            "batch_stats": conversion.variables.get("batch_stats") or {},
-        }
+        stored = metadata_lib.read(path) or metadata_lib.Metadata()
         return Restored(
-            place(variables, sharding), conversion.config, conversion.notes, source=path
+            variables,
+            config,
+            converted.read_notes(path),
+            source=path,
+            metadata=stored.checked(config, path),
         )
+    if files.isfile(path):
+        return _from_conversion(load_torch_checkpoint(path), sharding, path)
     raise CheckpointError(
         f"{path}: not a checkpoint this library reads (a PyTorch file such as "
         f"{'/'.join(TORCH_SUFFIXES)}, a converted checkpoint directory or a train.py "
         "workdir)"
+    )
+
+
+def _from_conversion(conversion, sharding, source: str) -> Restored:
+    variables = {
+        "params": conversion.variables["params"],
+        "batch_stats": conversion.variables.get("batch_stats") or {},
+    }
+    return Restored(
+        place(variables, sharding),
+        conversion.config,
+        conversion.notes,
+        source=source,
+        metadata=conversion.metadata,
     )
 
 
@@ -91,6 +124,7 @@ def _restore_workdir(path: str, step: int | None, sharding) -> Restored:
         step=step,
         source=f"{path} step {step}",
         train_config=train_config,
+        metadata=metadata_lib.read_workdir(path, train_config).checked(config, path),
     )
 
 

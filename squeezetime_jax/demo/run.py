@@ -1,4 +1,5 @@
-"""The demo job: generate -> prepare -> train.py -> eval.py (ordered, shuffled) -> .pth -> report.
+"""The demo job: generate -> prepare -> train.py -> eval.py (ordered, shuffled) -> .pth ->
+mobile export (float32 and int8 ExecuTorch, int8 checked on the test videos) -> report.
 
 Every stage but generation and the shuffled control runs the project's own command
 line in a subprocess (the same path a Kinetics user takes), with its full output in
@@ -15,7 +16,8 @@ import subprocess
 import sys
 import time
 
-from squeezetime_jax.demo import generate, report, scenes
+from squeezetime_jax.demo import generate, scenes
+from squeezetime_jax.evaluation import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "demo.py")
@@ -30,6 +32,7 @@ STAGES = (
     "Evaluating (test protocol)",
     "Evaluating with shuffled frames",
     "Converting to PyTorch",
+    "Exporting for mobile",
     "Writing the report",
 )
 
@@ -71,6 +74,10 @@ class DemoPaths:
     @property
     def report(self) -> str:
         return self._in("report")
+
+    @property
+    def mobile(self) -> str:
+        return self._in("report", "mobile")
 
     @property
     def pth(self) -> str:
@@ -135,34 +142,47 @@ def _is_log_noise(line: str) -> bool:
 
 
 class TrainingProgress:
-    """A progress bar over the trainer's 'step N/M | ...' lines; validation lines printed."""
+    """A progress bar fed by the trainer's metrics.jsonl, the structured record of its
+    steps and validations (read whenever the trainer prints); validations are shown
+    above the bar. The trainer's own output goes to logs/train.log."""
 
-    _STEP = re.compile(r"^step (\d+)/(\d+) \| loss ([\d.naif]+) \| acc ([\d.]+)")
-    # Trainer lines worth showing next to the bar: validation, resume, failures.
-    _SHOW = re.compile(r"^(step \d+ validation:|resumed from|SIGTERM|Traceback|\w*Error\b)")
-
-    def __init__(self):
+    def __init__(self, metrics_path: str, total_steps: int):
         import tqdm
 
-        self._tqdm = tqdm.tqdm
-        self.bar = None
+        self.metrics_path = metrics_path
+        self._offset = 0
+        self.bar = tqdm.tqdm(
+            total=total_steps, desc="train", unit="step", dynamic_ncols=True
+        )
 
     def __call__(self, line: str) -> None:
-        match = self._STEP.match(line)
-        if match:
-            step, total = int(match.group(1)), int(match.group(2))
-            if self.bar is None:
-                self.bar = self._tqdm(
-                    total=total, desc="train", unit="step", dynamic_ncols=True
+        del line  # a sign of progress; what happened is read from the metrics file
+        for record in self._new_records():
+            step = int(record.get("step", self.bar.n))
+            if "loss" in record:
+                self.bar.update(max(step - self.bar.n, 0))
+                self.bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", acc=f"{record.get('accuracy', 0):.3f}"
                 )
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=match.group(3), acc=match.group(4))
-        elif self._SHOW.match(line) or (line[:1] == " " and "Error" in line):
-            (self.bar.write if self.bar else print)(line.rstrip())
+            validation = {k[4:]: v for k, v in record.items() if k.startswith("val/")}
+            if validation:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items()))
+                self.bar.write(f"step {step} validation: {shown}")
+
+    def _new_records(self) -> list[dict]:
+        try:
+            with open(self.metrics_path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(complete)
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self(line="")
+        self.bar.close()
 
 
 def _python() -> str:
@@ -245,7 +265,11 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
         f"--config.data.data_dir={paths.prepared}",
     ]
     cmd += [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
-    progress = TrainingProgress()
+    from configs import demo as demo_config
+
+    config = demo_config.get_config("quick=true" if quick else None)
+    total_steps = int((overrides or {}).get("total_steps", config.total_steps))
+    progress = TrainingProgress(os.path.join(paths.train, "metrics.jsonl"), total_steps)
     try:
         run_command(cmd, os.path.join(paths.logs, "train.log"), on_line=progress)
     finally:
@@ -290,40 +314,115 @@ def stage_convert(paths: DemoPaths) -> None:
     run_command(cmd, os.path.join(paths.logs, "convert.log"))
 
 
+# The export's own results; its libraries' warnings stay in logs/export.log.
+_EXPORT_LINE = re.compile(r"^(exporting |int8 |executorch|squeezetime\S*: XNNPACK|error)")
+
+
+def _show_export_line(line: str) -> None:
+    if _EXPORT_LINE.match(line):
+        print("  " + line, flush=True)
+
+
+def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
+    """float32 and int8 ExecuTorch programs; int8 calibrated on training clips and
+    checked against float32 on the test videos. None when the export extra is missing."""
+    from squeezetime_jax.export.mobile import MissingExtraError, require_extras
+
+    try:
+        require_extras(["executorch"])
+    except MissingExtraError as error:
+        print(f"  skipped: {error}")
+        return None
+    from configs import demo as demo_config
+
+    config = demo_config.get_config("quick=true" if quick else None)
+    size = config.data.test.crop_size
+    cmd = [
+        _python(),
+        "-m",
+        "squeezetime_jax.export",
+        "--checkpoint",
+        paths.train,
+        "--format",
+        "executorch",
+        "--int8",
+        "--out",
+        paths.mobile,
+        "--frames",
+        str(config.model.num_frames),
+        "--size",
+        str(size),
+        "--frame_interval",
+        str(config.data.frame_interval),
+        "--short_side",
+        str(config.data.test.short_side),
+        "--calibration_data",
+        paths.prepared,
+        "--calibration_split",
+        config.data.train.split,
+        "--check_data",
+        paths.prepared,
+        "--check_split",
+        config.data.test.split,
+    ]
+    run_command(cmd, os.path.join(paths.logs, "export.log"), on_line=_show_export_line)
+    with open(
+        os.path.join(paths.mobile, "squeezetime_export_info.json"), encoding="utf-8"
+    ) as f:
+        held_out = json.load(f)["int8_vs_float32_held_out"][0]
+    return {
+        k: held_out[k]
+        for k in ("clips", "agreement", "top1", "float32_top1", "accuracy_drop", "path")
+    }
+
+
 def stage_report(
-    paths: DemoPaths, test: dict, shuffled_metrics: dict, timings: dict, quick: bool
+    paths: DemoPaths,
+    test: dict,
+    shuffled_metrics: dict,
+    timings: dict,
+    quick: bool,
+    int8: dict | None = None,
 ) -> dict:
     os.makedirs(paths.report, exist_ok=True)
     chance = 1.0 / len(scenes.CLASSES)
-    records = report.read_metrics(os.path.join(paths.train, "metrics.jsonl"))
-    curves = report.plot_training_curves(
+    records = report.read_metrics(os.path.join(paths.train, report.METRICS_JSONL))
+    ordered = report.load_eval_output(paths.eval_test, "test 10x3")
+    shuffled_output = report.load_eval_output(paths.eval_shuffled, "test 10x3, shuffled")
+    confusion = report.plot_confusion(
+        [ordered.confusion(), shuffled_output.confusion()],
+        [
+            f"test, 10 clips x 3 crops: top-1 {test['top1']:.1%}",
+            f"same, frames shuffled: top-1 {shuffled_metrics['top1']:.1%} (chance {chance:.0%})",
+        ],
+        ordered.class_names,
+        os.path.join(paths.report, "confusion_matrix.png"),
+    )
+    # report.md: the numbers behind the figures (the library's, as for any run).
+    markdown = report.write_report(
+        paths.train,
+        out_dir=paths.report,
+        eval_dirs={
+            "test 10x3": paths.eval_test,
+            "test 10x3, frames shuffled": paths.eval_shuffled,
+        },
+        confusion_figures=False,
+        extra_figures={"confusion matrices": os.path.basename(confusion)},
+        notes=[" ".join(_int8_line(int8).split())],
+        title="SqueezeTime demo",
+    ).markdown
+    curves = report.plot_training_curves(  # the demo's curves: with test and chance lines
         records,
         os.path.join(paths.report, "training_curves.png"),
         chance=chance,
         test_top1=test["top1"],
         shuffled_top1=shuffled_metrics["top1"],
     )
-    ordered_cm, names = report.predictions_confusion(
-        os.path.join(paths.eval_test, "predictions.npz")
-    )
-    shuffled_cm, _ = report.predictions_confusion(
-        os.path.join(paths.eval_shuffled, "predictions.npz")
-    )
-    confusion = report.plot_confusion(
-        [ordered_cm, shuffled_cm],
-        [
-            f"test, 10 clips x 3 crops: top-1 {test['top1']:.1%}",
-            f"same, frames shuffled: top-1 {shuffled_metrics['top1']:.1%} (chance {chance:.0%})",
-        ],
-        names,
-        os.path.join(paths.report, "confusion_matrix.png"),
-    )
     example = _example_video(paths)
-    size = test["protocol"]["short_side"]
+    # The .pth carries the class names and clip settings of the training run.
     predict = (
         f"{_display_python()} -m squeezetime_jax.predict --checkpoint {paths.pth} "
-        f"--classes {os.path.join(paths.data, 'classes.txt')} --short_side {size} "
-        f"--crop_size {test['protocol']['crop_size']} {example['path']}"
+        f"{example['path']}"
     )
     summary = {
         "quick": quick,
@@ -336,10 +435,12 @@ def stage_report(
             k: shuffled_metrics[k]
             for k in ("top1", "top5", "mean_class_accuracy", "num_videos")
         },
+        "int8_vs_float32_test_centre_clips": int8,
         "seconds": timings,
         "files": {
             "training_curves": curves,
             "confusion_matrix": confusion,
+            "report": markdown,
             "metrics_test": os.path.join(paths.eval_test, "metrics.json"),
             "metrics_shuffled": os.path.join(paths.eval_shuffled, "metrics.json"),
             "pytorch_checkpoint": paths.pth,
@@ -417,11 +518,27 @@ def run_demo(
     banner(6, f"{STAGES[5]} (python -m squeezetime_jax.convert to-torch)")
     timed("convert", stage_convert, paths)
     print(f"  wrote {paths.pth}")
-    banner(7, STAGES[6])
+    banner(
+        7,
+        f"{STAGES[6]} (python -m squeezetime_jax.export --int8): int8 calibrated on "
+        "training clips, checked on the test videos",
+    )
+    int8 = timed("export", stage_export, paths, quick)
+    banner(8, STAGES[7])
     timings["total"] = round(time.perf_counter() - start, 1)
-    summary = stage_report(paths, test, shuffled_metrics, timings, quick)
+    summary = stage_report(paths, test, shuffled_metrics, timings, quick, int8)
     print_summary(summary)
     return summary
+
+
+def _int8_line(int8: dict | None) -> str:
+    if not int8:
+        return "int8 ExecuTorch export: skipped (export extra not installed)"
+    return (
+        f"int8 ExecuTorch, test centre clips:        top-1 {int8['top1']:.1%} vs float32 "
+        f"{int8['float32_top1']:.1%}, agreement {int8['agreement']:.1%} "
+        f"({int8['clips']} clips)"
+    )
 
 
 def print_summary(summary: dict) -> None:
@@ -431,6 +548,7 @@ def print_summary(summary: dict) -> None:
         f"""
 Test videos (held out), 10 clips x 3 crops: top-1 {t["top1"]:.1%}, mean class {t["mean_class_accuracy"]:.1%}
 Same videos, frames shuffled:               top-1 {s["top1"]:.1%} (chance {summary["chance"]:.0%})
+{_int8_line(summary.get("int8_vs_float32_test_centre_clips"))}
 Total time: {summary["seconds"]["total"]:.0f} s ({", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds"].items() if k != "total")})
 
 Report:
@@ -439,6 +557,7 @@ Report:
   metrics             {files["metrics_test"]}
                       {files["metrics_shuffled"]}
   PyTorch checkpoint  {files["pytorch_checkpoint"]}
+  report.md           {files["report"]}
   summary             {os.path.join(os.path.dirname(files["training_curves"]), "summary.json")}
   logs                {files["logs"]}
 

@@ -69,12 +69,23 @@ def protocol_name(protocol: str | Mapping[str, Any]) -> str:
 
 
 def eval_data_config(
-    config: ml_collections.ConfigDict, model_config, data_dir: str | None = None
+    config: ml_collections.ConfigDict,
+    model_config,
+    data_dir: str | None = None,
+    metadata=None,
+    config_overrides: Iterable[str] = (),
 ) -> ml_collections.ConfigDict:
-    """The config's data section for this checkpoint: its data_dir and frame count."""
+    """The config's data section for this checkpoint: its data_dir and frame count, and
+    the clip settings stored with the checkpoint (frame interval, val/test short side,
+    crop, clips and crops), except those in `config_overrides` (dotted config keys
+    such as "data.test.short_side", given on the command line)."""
     data_config = ml_collections.ConfigDict(config.data.to_dict())
     if data_dir:
         data_config.data_dir = data_dir
+    if metadata is not None:
+        keep = [k[len("data.") :] for k in config_overrides if k.startswith("data.")]
+        for change in metadata.apply_to_data_config(data_config, keep):
+            logging.info("data.%s (stored with the checkpoint)", change)
     if data_config.num_frames != model_config.num_frames:
         # The network's input channels are 3 x frames: the checkpoint decides.
         logging.info(
@@ -226,8 +237,10 @@ class CheckpointEvaluator:
         batch_size: int | None = None,
         mesh=None,
         progress: bool = True,
+        config_overrides: Iterable[str] = (),
     ):
         self.config = config
+        self.config_overrides = tuple(config_overrides)
         self.protocol = protocol
         self.data_dir = data_dir
         self.batch_size = batch_size or config.eval_batch_size
@@ -255,7 +268,13 @@ class CheckpointEvaluator:
     ) -> EvalResult:
         """Scores `checkpoint`; `batch_transform` (if given) rewrites each host batch
         before it reaches the devices (e.g. shuffling the frames of every view)."""
-        data_config = eval_data_config(self.config, checkpoint.config, self.data_dir)
+        data_config = eval_data_config(
+            self.config,
+            checkpoint.config,
+            self.data_dir,
+            checkpoint.metadata,
+            self.config_overrides,
+        )
         info = data_lib.dataset_info(data_config.data_dir, data_config.dataset)
         num_classes = checkpoint.config.num_classes
         if info.num_classes != num_classes:
@@ -275,6 +294,19 @@ class CheckpointEvaluator:
             evaluator, checkpoint.variables, dataset, self.progress, batch_transform
         )
         seconds = time.perf_counter() - start
+        stored_names = checkpoint.metadata.class_names
+        if stored_names and list(stored_names) != list(info.class_names):
+            logging.warning(
+                "the checkpoint %s names its classes otherwise than dataset %s "
+                "(first difference at label %d); scores use the dataset's labels",
+                checkpoint.source,
+                data_config.dataset,
+                next(
+                    i
+                    for i, (a, b) in enumerate(zip(stored_names, info.class_names))
+                    if a != b
+                ),  # the lengths are equal: both are the model's classes
+            )
         output = summarize(views, dataset, num_classes, info.class_names)
         output.metrics.update(
             {
@@ -312,11 +344,15 @@ def evaluate_checkpoint(
     batch_size: int | None = None,
     progress: bool = True,
     batch_transform: BatchTransform | None = None,
+    config_overrides: Iterable[str] = (),
 ) -> EvalResult:
-    """Evaluates one checkpoint (workdir, converted directory or .pth) and writes results.
+    """Evaluates one checkpoint (workdir, converted directory, .pth or a released
+    checkpoint's name) and writes results.
 
     `batch_transform` rewrites each batch before the model sees it (see
     `CheckpointEvaluator.evaluate`); the demo's shuffled-frames run is one.
+    `config_overrides`: the dotted config keys set on the command line, which win over
+    the clip settings stored with the checkpoint (see `eval_data_config`).
     """
     runner = CheckpointEvaluator(
         config,
@@ -324,6 +360,7 @@ def evaluate_checkpoint(
         data_dir=data_dir,
         batch_size=batch_size,
         progress=progress,
+        config_overrides=config_overrides,
     )
     restored = restore(checkpoint, step, mesh_lib.replicated(runner.mesh))
     output_dir = output_dir or default_output_dir(checkpoint, protocol, restored.step)
@@ -385,6 +422,7 @@ def watch(
     batch_size: int | None = None,
     output_root: str | None = None,
     progress: bool = True,
+    config_overrides: Iterable[str] = (),
 ) -> dict[int, dict[str, Any]]:
     """Evaluates each new checkpoint of a training workdir as it appears.
 
@@ -403,6 +441,7 @@ def watch(
         data_dir=data_dir,
         batch_size=batch_size,
         progress=progress,
+        config_overrides=config_overrides,
     )
     writer = MetricWriter(workdir)
     results: dict[int, dict[str, Any]] = {}

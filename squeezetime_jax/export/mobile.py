@@ -20,8 +20,11 @@ Each file is verified right after it is written: loaded with its own runtime
 of smooth moving shapes; its logits are compared with the JAX model's. The relative
 error is max|logits - jax| / max|jax|; float32 programs must stay within
 `TOLERANCES`. int8 is not expected to match that closely: its check is the looser
-`INT8_TOLERANCE` plus the same top-1 class on the clip, and `quantization_agreement`
-measures it on many clips.
+`INT8_TOLERANCE` plus the same top-1 class on the clip. int8 is calibrated on real
+clips when given (`calibration_data`: a prepared dataset or a video list,
+squeezetime_jax.export.clips), else on synthetic ones; with `check_data` the int8
+program's top-1 is compared with the float32 model's on held-out clips (agreement, and
+accuracy of both when the clips are labelled), written to the export info.
 
 torch, executorch, onnx and onnxruntime are imported only when called.
 """
@@ -56,7 +59,9 @@ TOLERANCES = {"pytorch": 1e-4, "executorch": 1e-3, "onnx": 1e-4}
 # int8 changes the logits by a few percent of their range; more than this is a broken
 # quantization (e.g. a calibration that saturates), not rounding.
 INT8_TOLERANCE = 0.25
-CALIBRATION_CLIPS = 4
+CALIBRATION_CLIPS = 4  # synthetic clips, when no calibration data is given
+# Real clips: how many calibrate by default (per video, its centre clip).
+CALIBRATION_DATA_CLIPS = 64
 
 
 class MissingExtraError(ImportError):
@@ -360,6 +365,83 @@ class ParityError(RuntimeError):
     """An exported file's logits differ from the JAX model's beyond the tolerance."""
 
 
+@dataclasses.dataclass
+class HeldOutCheck:
+    """A program's top-1 against the float32 model's on held-out clips."""
+
+    format: str
+    path: str
+    source: str
+    clips: int
+    agreement: float  # share of clips with the float32 model's top-1
+    top1: float | None  # accuracy against the labels (None: unlabelled clips)
+    float32_top1: float | None
+    max_accuracy_drop: float | None = None  # fail beyond this (None: report only)
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        if self.top1 is None or self.float32_top1 is None:
+            return None
+        return self.float32_top1 - self.top1
+
+    @property
+    def passed(self) -> bool:
+        drop = self.accuracy_drop
+        return (
+            self.max_accuracy_drop is None or drop is None or drop <= self.max_accuracy_drop
+        )
+
+    def line(self) -> str:
+        accuracy = (
+            f", top-1 {self.top1:.2%} vs float32 {self.float32_top1:.2%}"
+            if self.top1 is not None
+            else ""
+        )
+        gate = (
+            f" (allowed drop {self.max_accuracy_drop:.2%})"
+            if self.max_accuracy_drop is not None
+            else ""
+        )
+        return (
+            f"{self.format:<16} {os.path.basename(self.path):<30} on {self.clips} held-out "
+            f"clips: top-1 agreement with float32 {self.agreement:.2%}{accuracy}{gate}  "
+            f"{'OK' if self.passed else 'FAILED'}"
+        )
+
+
+def held_out_agreement(
+    logits: np.ndarray, float_logits: np.ndarray, labels: np.ndarray | None
+) -> dict:
+    """agreement, top1 and float32_top1 of (N, classes) logits; labels None or -1: none."""
+    ours, theirs = np.argmax(logits, -1), np.argmax(float_logits, -1)
+    result = {
+        "agreement": float(np.mean(ours == theirs)),
+        "top1": None,
+        "float32_top1": None,
+    }
+    if labels is not None and len(labels) and np.all(np.asarray(labels) >= 0):
+        result["top1"] = float(np.mean(ours == labels))
+        result["float32_top1"] = float(np.mean(theirs == labels))
+    return result
+
+
+def jax_logits_batched(conversion, clips: np.ndarray, batch: int = 8) -> np.ndarray:
+    """`jax_logits` over many clips, `batch` at a time (one compile)."""
+    from squeezetime_jax.inference.model import LoadedModel
+
+    return LoadedModel(conversion).pixel_logits(np.asarray(clips, np.float32), batch)
+
+
+def run_program(run: Callable[[np.ndarray], np.ndarray], clips, raw_input: bool):
+    """A loaded program's logits (N, classes) for pixel clips (N, T, H, W, 3)."""
+    return np.concatenate(
+        [
+            np.asarray(run(to_program_input(np.asarray(c, np.float32), raw_input)))
+            for c in clips
+        ]
+    )
+
+
 # ---------------------------------------------------------------------------------
 # The whole export
 
@@ -373,9 +455,23 @@ def export_checkpoint(
     size: int | None = None,
     raw_input: bool = False,
     int8: bool = False,
+    calibration_data: str | None = None,
+    calibration_clips: int = CALIBRATION_DATA_CLIPS,
+    calibration_split: str = "train",
+    check_data: str | None = None,
+    check_clips: int | None = None,
+    check_split: str = "test",
+    frame_interval: int = 4,
+    short_side: int | None = None,
+    max_int8_accuracy_drop: float | None = None,
     log: Callable[[str], None] = print,
-) -> list[Check]:
-    """Writes and verifies the requested formats; returns one Check per file.
+) -> list[Check | HeldOutCheck]:
+    """Writes and verifies the requested formats; returns one Check per file (and a
+    HeldOutCheck for int8 with `check_data`).
+
+    Real clips (`calibration_data`, `check_data`: a prepared dataset directory or a
+    video list; see squeezetime_jax.export.clips) are sampled with `frame_interval`
+    and scaled to `short_side` (default: the crop size) before a centre crop.
 
     Raises ParityError (after writing and checking every file) when any check fails,
     MissingExtraError when a format's packages are missing, and CheckpointError /
@@ -387,6 +483,8 @@ def export_checkpoint(
         raise ValueError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     if int8 and "executorch" not in formats:
         raise ValueError("int8 applies to the ExecuTorch export: add the executorch format")
+    if (calibration_data or check_data) and not int8:
+        raise ValueError("calibration and check data apply to the int8 export: add int8")
     require_extras(formats)
     from squeezetime_jax.checkpoints.restore import restore
 
@@ -398,7 +496,10 @@ def export_checkpoint(
             f"{checkpoint}: the model takes {config.num_frames} frames (its stem "
             f"has {3 * config.num_frames} input channels), not --frames {frames}"
         )
-    size = int(config.get("image_size", 224) if size is None else size)
+    if size is None:  # the checkpoint's eval crop, else the model's image size
+        stored = conversion.metadata.protocols.get("test", {}).get("crop_size")
+        size = stored or config.get("image_size", 224)
+    size = int(size)
     if size < 32:
         raise ValueError(f"size {size} is too small: the network downsamples by 32")
     os.makedirs(out_dir, exist_ok=True)
@@ -440,18 +541,62 @@ def export_checkpoint(
         path = write_pte(stem + "_xnnpack.pte", program, log)
         verify("executorch", path, load_pte(path), TOLERANCES["executorch"])
         if int8:
-            calibration = [
-                to_program_input(reference_clip(frames, size, seed), raw_input)
-                for seed in range(1, CALIBRATION_CLIPS + 1)
-            ]
+            real = dict(
+                num_frames=frames,
+                size=size,
+                frame_interval=frame_interval,
+                short_side=short_side,
+            )
+            if calibration_data:
+                from squeezetime_jax.export.clips import read_clips
+
+                chosen = read_clips(
+                    calibration_data,
+                    count=calibration_clips,
+                    split=calibration_split,
+                    **real,
+                )
+                log(f"int8 calibration: {len(chosen)} clips of {chosen.source}")
+                pixels = chosen.clips.astype(np.float32)
+            else:
+                log(
+                    f"int8 calibration: {CALIBRATION_CLIPS} synthetic clips (give "
+                    "calibration data for an int8 model that keeps its accuracy)"
+                )
+                pixels = [
+                    reference_clip(frames, size, s) for s in range(1, CALIBRATION_CLIPS + 1)
+                ]
+            calibration = [to_program_input(c, raw_input) for c in pixels]
             quantized = quantize_int8(model, example, calibration)
             path = write_pte(stem + "_xnnpack_int8.pte", quantized, log)
-            verify("executorch-int8", path, load_pte(path), INT8_TOLERANCE)
+            run_int8 = load_pte(path)
+            verify("executorch-int8", path, run_int8, INT8_TOLERANCE)
+            if check_data:
+                from squeezetime_jax.export.clips import read_clips
+
+                held_out = read_clips(
+                    check_data, count=check_clips, split=check_split, **real
+                )
+                numbers = held_out_agreement(
+                    run_program(run_int8, held_out.clips, raw_input),
+                    jax_logits_batched(conversion, held_out.clips.astype(np.float32)),
+                    held_out.labels if held_out.labelled else None,
+                )
+                held = HeldOutCheck(
+                    "executorch-int8",
+                    path,
+                    held_out.source,
+                    len(held_out),
+                    max_accuracy_drop=max_int8_accuracy_drop,
+                    **numbers,
+                )
+                log(held.line())
+                checks.append(held)
     if "onnx" in formats:
         path = write_onnx(stem + ".onnx", program)
         verify("onnx", path, load_onnx(path), TOLERANCES["onnx"])
 
-    write_info(stem, config, frames, size, raw_input, checks)
+    write_info(stem, config, frames, size, raw_input, checks, conversion.metadata)
     failed = [c for c in checks if not c.passed]
     if failed:
         raise ParityError(
@@ -459,6 +604,9 @@ def export_checkpoint(
             + ", ".join(
                 f"{c.path} (relative error {c.relative:.3e} > {c.tolerance:g}"
                 f"{'' if c.same_top1 else ', top-1 differs'})"
+                if isinstance(c, Check)
+                else f"{c.path} (top-1 {c.top1:.2%} on {c.clips} held-out clips, "
+                f"{c.accuracy_drop:.2%} below float32 > {c.max_accuracy_drop:.2%})"
                 for c in failed
             )
         )
@@ -466,9 +614,21 @@ def export_checkpoint(
 
 
 def write_info(
-    stem: str, config, frames: int, size: int, raw_input: bool, checks: Sequence[Check]
+    stem: str,
+    config,
+    frames: int,
+    size: int,
+    raw_input: bool,
+    checks: Sequence[Check | HeldOutCheck],
+    metadata=None,
 ) -> str:
-    """Writes <stem>_export_info.json: what an app must feed the programs, and parity."""
+    """Writes <stem>_export_info.json: what an app must feed the programs, the class
+    names and clip settings of the checkpoint, and parity."""
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+
+    record = metadata_lib.export_record(
+        metadata or metadata_lib.Metadata(), int(config.num_classes)
+    )
     info = {
         "input": {
             "name": "video",
@@ -488,10 +648,22 @@ def write_info(
             "dtype": "float32",
             "softmax_applied": False,
         },
+        "class_names": record["class_names"],
+        "metadata": record,
         "model_config": json.loads(config.to_json()),
         "batchnorm_folded": True,
-        "parity_vs_jax": [dataclasses.asdict(c) | {"passed": c.passed} for c in checks],
+        "parity_vs_jax": [
+            dataclasses.asdict(c) | {"passed": c.passed}
+            for c in checks
+            if isinstance(c, Check)
+        ],
     }
+    held_out = [c for c in checks if isinstance(c, HeldOutCheck)]
+    if held_out:
+        info["int8_vs_float32_held_out"] = [
+            dataclasses.asdict(c) | {"accuracy_drop": c.accuracy_drop, "passed": c.passed}
+            for c in held_out
+        ]
     path = stem + "_export_info.json"
     with open(path, "w") as f:
         json.dump(info, f, indent=2)

@@ -42,6 +42,9 @@ class LoadedModel:
         self.config = restored.config
         self.notes = list(restored.notes)
         self.restored = restored
+        # Class names and clip settings stored with the weights (checkpoints.metadata).
+        self.metadata = restored.metadata
+        self.class_names = restored.metadata.class_names_for(self.config.num_classes)
         self.module = build_model(self.config)
         self.variables = jax.device_put(restored.variables, self.device)
         options = compiler_options(self.device.platform)
@@ -83,6 +86,7 @@ class LoadedModel:
 def load(
     path: str | os.PathLike, step: int | None = None, device: jax.Device | None = None
 ) -> LoadedModel:
-    """A callable model from a released-layout .pth, a converted checkpoint directory
-    or a train.py workdir (its latest step, or `step`), on `device` (default CPU)."""
+    """A callable model from a released-layout .pth, a converted checkpoint directory,
+    a train.py workdir (its latest step, or `step`) or a released checkpoint's name
+    (k400, k600, hmdb51, in1k), on `device` (default CPU)."""
     return LoadedModel(restore(path, step), device)

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from squeezetime_jax.checkpoints.errors import CheckpointError, CheckpointMismatchError
+from squeezetime_jax.checkpoints.metadata import Metadata
 from squeezetime_jax.interop import naming
 from squeezetime_jax.interop.infer import infer_model_config
 from squeezetime_jax.models import build_model
@@ -34,11 +35,13 @@ _PROBE_SIZE = 64
 
 @dataclasses.dataclass
 class Conversion:
-    """A converted checkpoint: Flax variables, the model config, and what was done."""
+    """A converted checkpoint: Flax variables, the model config, what was done, and the
+    class names and clip settings that travel with the weights."""
 
     variables: Variables
     config: ml_collections.ConfigDict
     notes: list[str] = dataclasses.field(default_factory=list)
+    metadata: Metadata = dataclasses.field(default_factory=Metadata)
 
 
 def make_model_config(fields: Mapping[str, Any]) -> ml_collections.ConfigDict:

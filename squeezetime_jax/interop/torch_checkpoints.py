@@ -9,6 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints.errors import CheckpointError
 from squeezetime_jax.interop.conversion import (
     Conversion,
@@ -28,9 +29,10 @@ def load_torch_checkpoint(
     num_classes: int | None = None,
     seed: int = 0,
 ) -> Conversion:
-    """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`)."""
-    state_dict = _torch_io(path).read_state_dict(path)
-    return from_torch(
+    """Reads a released-layout .pth on CPU and converts it (see `conversion.from_torch`),
+    with the class names and clip settings of its `meta` (checkpoints.metadata)."""
+    state_dict, meta = _torch_io(path).read_checkpoint(path)
+    conversion = from_torch(
         state_dict,
         config,
         drop_head=drop_head,
@@ -38,6 +40,11 @@ def load_torch_checkpoint(
         source=os.fspath(path),
         seed=seed,
     )
+    stored = metadata_lib.from_pth_meta(meta, os.fspath(path))
+    if drop_head and stored.class_names:
+        stored.class_names = None  # they named the discarded head's classes
+    conversion.metadata = stored.checked(conversion.config, os.fspath(path))
+    return conversion
 
 
 def save_torch_checkpoint(
@@ -47,11 +54,14 @@ def save_torch_checkpoint(
     *,
     plain: bool = False,
     meta: Mapping | None = None,
+    metadata: metadata_lib.Metadata | None = None,
 ) -> "dict[str, np.ndarray]":
     """Writes {'state_dict', 'meta'} (bare state_dict if plain) that the released model
-    loads with strict=True. Returns the state_dict written."""
+    loads with strict=True; `metadata` goes into meta. Returns the state_dict written."""
     state_dict = to_torch(variables, config)
     meta = dict(meta or {})
+    if metadata is not None:
+        meta.update(metadata_lib.to_pth_meta(metadata))
     meta.setdefault("model_config", json.loads(make_model_config(dict(config)).to_json()))
     meta.setdefault("exported_by", "squeezetime_jax")
     _torch_io(path).write_checkpoint(path, state_dict, meta, plain=plain)

@@ -89,6 +89,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Accepts a bare state_dict, {'state_dict': ...} or {'model': ...}, with or without a
     `module.` (DataParallel) prefix on every key.
     """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], object]:
+    """(state_dict as in `read_state_dict`, the file's `meta` entry or None)."""
     path = os.fspath(path)
     if not files.isfile(path):
         raise CheckpointError(f"{path}: no such file")
@@ -101,7 +106,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"{path}: not a readable PyTorch checkpoint (truncated or "
             f"another format; {detail})"
         ) from None
-    return extract_state_dict(obj, path)
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    return extract_state_dict(obj, path), meta
 
 
 def extract_state_dict(obj, source: str = "checkpoint") -> dict[str, np.ndarray]:

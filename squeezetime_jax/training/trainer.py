@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import signal
-import time
 
 import jax
 import ml_collections
@@ -19,6 +18,7 @@ from absl import logging
 
 from squeezetime_jax import data as data_lib
 from squeezetime_jax import files
+from squeezetime_jax.checkpoints import metadata as metadata_lib
 from squeezetime_jax.checkpoints import workdir as workdir_lib
 from squeezetime_jax.checkpoints.restore import restore
 from squeezetime_jax.config_utils import resolve_steps
@@ -33,6 +33,8 @@ from squeezetime_jax.training import optim, release_init
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
+from squeezetime_jax.training.profiling import StepProfiler
+from squeezetime_jax.training.progress import TrainingClock, format_eta
 from squeezetime_jax.training.state import TrainState, create_train_state, init_train_state
 from squeezetime_jax.training.step import train_step
 
@@ -90,11 +92,15 @@ INIT_REPORT = "init_from_report.json"
 
 
 def _init_from(state: TrainState, config, workdir: str) -> TrainState:
+    from squeezetime_jax.interop import release
+
+    # `release:NAME` -> the released file, downloaded once into the cache.
+    path = release.resolve(config.init_from)
     target = jax.device_get(state.variables)
-    if files.isfile(config.init_from):
+    if files.isfile(path):
         # A PyTorch file (the release's ImageNet or K400 model): load_ckpts semantics.
         merged, report = release_init.load_release_backbone(
-            config.init_from, target, copy_batch_stats=config.init_batch_stats
+            path, target, copy_batch_stats=config.init_batch_stats
         )
         summary = report.summary()
         where = files.join(workdir, INIT_REPORT)
@@ -102,7 +108,7 @@ def _init_from(state: TrainState, config, workdir: str) -> TrainState:
             files.write_json(where, report.to_json())
         summary += f"\n  report: {where}"
     else:
-        source = restore(config.init_from).variables
+        source = restore(path).variables
         merged, report = merge_pretrained(
             target,
             source,
@@ -123,9 +129,12 @@ def _init_from(state: TrainState, config, workdir: str) -> TrainState:
     return state.replace(params=params, batch_stats=batch_stats)
 
 
-def _format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def _write_metadata(workdir: str, config) -> None:
+    """metadata.json: the class names and clip settings that travel with the weights."""
+    names = None
+    if config.data.dataset != RANDOM_DATASET:
+        names = data_lib.dataset_info(config.data.data_dir, config.data.dataset).class_names
+    metadata_lib.write(workdir, metadata_lib.from_train_config(config, names))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -154,6 +163,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     steps_per_epoch = max(num_train // config.batch_size, 1)
     total_steps = resolve_steps(config, "total", steps_per_epoch)
     train_iter = iter(train_ds)
+    if is_chief:
+        _write_metadata(workdir, config)
 
     # ---------------------------------------------------------------- model and optimizer
     model = build_model(config.model)
@@ -252,12 +263,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     logging.info(
         "training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch
     )
-    last_log_time, last_log_step = time.perf_counter(), start_step
+    clock = TrainingClock(start_step)  # training time only: clips/s and the ETA
+    profiler = StepProfiler(config.get("profile_steps"), workdir, pause=clock.paused)
     step = start_step
     while step < total_steps:
+        profiler.before(step)
         batch = mesh_lib.global_batch(next(train_iter), mesh)
         state, metrics = step_fn(state, batch)
         step += 1
+        profiler.after(step, metrics)
         if step == start_step + 1:
             host_memory.release_freed_memory()  # what compiling the step left behind
 
@@ -275,26 +289,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     f"{workdir_lib.checkpoint_dir(workdir)}"
                 )
         if at_log:
-            now = time.perf_counter()
-            clips_per_s = (
-                (step - last_log_step) * config.batch_size / max(now - last_log_time, 1e-9)
-            )
+            steps_done, seconds = clock.lap(step)
+            clips_per_s = steps_done * config.batch_size / seconds
             scalars["clips_per_second"] = clips_per_s
             scalars["epoch"] = step / steps_per_epoch
             writer.write(step, scalars, prefix="train/")
             if is_chief:
-                eta = (total_steps - step) * config.batch_size / max(clips_per_s, 1e-9)
+                eta = clock.eta(total_steps - step)
                 print(
                     f"step {step}/{total_steps} | loss {scalars['loss']:.4f} | "
                     f"acc {scalars['accuracy']:.3f} | lr {scalars['learning_rate']:.3g} | "
-                    f"{clips_per_s:.1f} clips/s | eta {_format_eta(eta)}",
+                    f"{clips_per_s:.1f} clips/s | eta {format_eta(eta)}",
                     flush=True,
                 )
-            last_log_time, last_log_step = time.perf_counter(), step
         if at_save or preempted:
-            workdir_lib.save(manager, step, state, train_iter, force=True)
+            with clock.paused():
+                workdir_lib.save(manager, step, state, train_iter, force=True)
         if evaluator is not None and (step % eval_every == 0 or step == total_steps):
-            run_validation(step)
+            with clock.paused():
+                run_validation(step)
         if preempted:
             manager.wait_until_finished()
             logging.warning("stopping at step %d on SIGTERM; checkpoint saved", step)
@@ -302,6 +315,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 print(f"SIGTERM: checkpoint saved at step {step}; exiting", flush=True)
             break
 
+    profiler.stop(state)  # a window past the last step ends with the run
     manager.wait_until_finished()
     manager.close()
     writer.close()
