@@ -63,6 +63,7 @@ def get_config(arg=None):
     config.data.train.color_jitter = False
     config.data.train.flip_prob = 0.0
     config.data.train.random_erasing_prob = 0.0
+    config.data.test.split = "test"  # the demo generates a held-out test list
     for protocol in (config.data.val, config.data.test):
         protocol.short_side = size
         protocol.crop_size = size

@@ -1,7 +1,11 @@
 """SqueezeTime on Kinetics-400: the released model and training recipe.
 
     python train.py --config configs/k400.py --workdir DIR \
-        --config.data.data_dir=PREPARED_DIR [--config.batch_size=512 ...]
+        --config.data.data_dir=PREPARED_DIR \
+        --config.init_from=SqueezeTime_in1k_pretrain.pth [--config.batch_size=512 ...]
+
+`--config.init_from` names the release's ImageNet-1k pretrain, the starting point of
+the released model (without it training starts from scratch).
 
 Variants: `configs/k400.py:depth=18`, `...:frames=8,widen=0.5`, `...:batch=64`.
 Durations may be given in steps or epochs (`total_steps` / `total_epochs`,
@@ -29,6 +33,9 @@ def get_config(arg=None):
         widen_factor=variant.widen,
         num_classes=400,
     )
+    # BatchNorm statistics per 64 clips, as the release (8 GPUs x 64, no SyncBN),
+    # whatever the mesh; None would use the whole global batch.
+    config.model.bn_group_size = 64
 
     config.data = default_data_config()
     config.data.num_frames = variant.frames
@@ -66,13 +73,22 @@ def get_config(arg=None):
     config.eval_every_epochs = 2.0
     config.eval_every_steps = placeholder(int)
     config.eval_protocol = "val"
+    # Keep the checkpoint of the best validation top-1 in WORKDIR/best/<step> beside
+    # the last ones, as the release (save_best='auto').
+    config.save_best = True
 
     # One data axis over every device; -1 means "all remaining devices".
     config.mesh_shape = (-1,)
     config.mesh_axes = ("data",)
     config.shard_params = False  # True: FSDP-style, parameters split along `data`
 
-    # Initialization from another checkpoint (.pth, converted or training dir).
+    # Initialization from another checkpoint. The release starts from its ImageNet-1k
+    # pretrain: --config.init_from=PATH/SqueezeTime_in1k_pretrain.pth. A PyTorch file
+    # is read as the release's load_ckpts reads it (network parameters matched by
+    # name and shape, 'backbone.net.' prefix or not; the head and BatchNorm statistics
+    # keep their initialization); what was copied and skipped is printed and written
+    # to WORKDIR/init_from_report.json. A converted dir or train.py workdir is copied
+    # strictly (init_batch_stats, init_reinit_head below).
     config.init_from = ""
     config.init_batch_stats = False  # the release's ImageNet init copies params only
     config.init_reinit_head = False

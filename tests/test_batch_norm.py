@@ -187,3 +187,123 @@ def test_both_gradient_formulations_are_the_same_function_in_bfloat16():
         for m in modules
     ]
     assert "custom_vjp_call" in jaxprs[0] and "custom_vjp_call" not in jaxprs[1]
+
+
+def _grouped_reference(x, params, group, epsilon=1e-5):
+    """Each `group` clips normalized alone (numpy float64), first group's statistics."""
+    x = np.asarray(x, np.float64)
+    groups = x.reshape((-1, group) + x.shape[1:])
+    axes = tuple(range(groups.ndim - 1))[1:]
+    mean = groups.mean(axes, keepdims=True)
+    var = groups.var(axes, keepdims=True)
+    y = (groups - mean) / np.sqrt(var + epsilon) * np.asarray(params["scale"]) + np.asarray(
+        params["bias"]
+    )
+    n = groups[0].size // x.shape[-1]
+    return y.reshape(x.shape), mean[0].ravel(), var[0].ravel() * n / (n - 1)
+
+
+@pytest.mark.parametrize("group", [2, 4, 8])
+def test_groups_have_their_own_statistics_and_running_variance_is_unbiased(group):
+    x = _input((8, 3, 4, 6))
+    module = BatchNorm(
+        use_running_average=False, group_size=group, unbiased_running_var=True, **SETTINGS
+    )
+    params, stats = _trained_params(module, x)
+    y, updates = module.apply(
+        {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+    )
+    want_y, mean, var = _grouped_reference(x, params, group)
+    np.testing.assert_allclose(y, want_y, rtol=2e-5, atol=2e-5)
+    new = updates["batch_stats"]
+    np.testing.assert_allclose(new["mean"], 0.9 * stats["mean"] + 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(new["var"], 0.9 * stats["var"] + 0.1 * var, rtol=1e-5)
+    # A group that covers the batch is the whole batch; the PyTorch running variance.
+    whole = BatchNorm(use_running_average=False, unbiased_running_var=True, **SETTINGS)
+    _, ref = whole.apply(
+        {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+    )
+    _, big = BatchNorm(
+        use_running_average=False, group_size=64, unbiased_running_var=True, **SETTINGS
+    ).apply({"params": params, "batch_stats": stats}, x, mutable=["batch_stats"])
+    n = x.size // x.shape[-1]
+    batch_var = np.asarray(x, np.float64).reshape(-1, x.shape[-1]).var(0) * n / (n - 1)
+    np.testing.assert_allclose(
+        ref["batch_stats"]["var"], 0.9 * stats["var"] + 0.1 * batch_var, rtol=1e-5
+    )
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(big)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="group_size 3 must divide"):
+        BatchNorm(use_running_average=False, group_size=3, **SETTINGS).apply(
+            {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+        )
+
+
+def _all_reduce_group_sizes(hlo_text):
+    """Devices per replica group of every all-reduce in compiled HLO text."""
+    import re
+
+    sizes = []
+    for line in hlo_text.splitlines():
+        if " all-reduce(" not in line and " all-reduce-start(" not in line:
+            continue
+        listed = re.search(r"replica_groups=\{\{([^}]*)\}", line)
+        iota = re.search(r"replica_groups=\[(\d+),(\d+)\]<=", line)
+        mesh = re.search(r"replica_groups=mesh\[([^\]]*)\] \{([^}]*)\}", line)
+        if listed:
+            sizes.append(len(listed.group(1).split(",")))
+        elif iota:
+            sizes.append(int(iota.group(2)))
+        elif mesh:
+            axes = dict(re.findall(r"'(\w+)'=(\d+)", mesh.group(1)))
+            size = 1
+            for name in re.findall(r"'(\w+)'", mesh.group(2)):
+                size *= int(axes[name])
+            sizes.append(size)
+        else:
+            raise AssertionError(f"unparsed all-reduce: {line}")
+    return sizes
+
+
+@pytest.mark.parametrize("per_device", [2, 4, 8])
+def test_groups_under_a_sharded_batch_reduce_only_within_their_devices(per_device):
+    """8 devices, groups of 4 clips: a group spans 2 devices, one, or half of one."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    devices = np.array(jax.devices()[:8])
+    assert len(devices) == 8, "tests/conftest.py sets 8 host devices"
+    mesh = Mesh(devices, ("data",))
+    group = 4
+    x = _input((8 * per_device, 3, 4, 6))
+    module = BatchNorm(
+        use_running_average=False, group_size=group, unbiased_running_var=True, **SETTINGS
+    )
+    params, stats = _trained_params(module, x)
+    cotangent = jax.random.normal(jax.random.key(5), x.shape)
+
+    def loss(x, params):
+        y, _ = module.apply(
+            {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+        )
+        return jnp.sum(y * cotangent), y
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    sharded = jax.device_put(x, NamedSharding(mesh, P("data")))
+    (_, y), (gx, gparams) = step(sharded, params)
+    (_, y_ref), (gx_ref, gparams_ref) = jax.jit(
+        jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+    )(x, params)
+    np.testing.assert_allclose(y, _grouped_reference(x, params, group)[0], atol=2e-5)
+    np.testing.assert_allclose(y, y_ref, atol=1e-5)
+    np.testing.assert_allclose(gx, gx_ref, atol=1e-5)
+    # The statistics need the devices of their group only (the parameter gradients
+    # of a training step are then summed over the batch, as for any parameter).
+    spans = max(1, group // per_device)
+    stats_only = jax.jit(
+        lambda x: module.apply(
+            {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+        )[0]
+    )
+    sizes = _all_reduce_group_sizes(stats_only.lower(sharded).compile().as_text())
+    assert all(size == spans for size in sizes) and (sizes or spans == 1), sizes

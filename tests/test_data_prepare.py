@@ -141,3 +141,21 @@ def test_malformed_list_line_names_its_number(tmp_path):
     lst.write_text("a.mp4 0\nb.mp4 x\n")
     with pytest.raises(ValueError, match=r"train.txt:2"):
         prepare.parse_list(str(lst), "train")
+
+
+def test_kinetics400_config_names_its_classes_without_a_classes_file(tmp_path):
+    from squeezetime_jax.resources import kinetics400_class_names
+
+    root = tmp_path / "v"
+    root.mkdir()
+    sv.write_video(root / "a.mp4", sv.VideoSpec(num_frames=5, bframes=False))
+    lst = tmp_path / "val.txt"
+    lst.write_text("a.mp4 7\n")
+    out = tmp_path / "out"
+    prepare.prepare_dataset(
+        [str(lst)], str(root), str(out), config="kinetics400", progress=False
+    )
+    info = dataset_info(str(out), "squeezetime_video/kinetics400")
+    names = kinetics400_class_names()
+    assert info.class_names == names and len(names) == 400
+    assert names[0] == "abseiling" and info.num_examples == {"validation": 1}

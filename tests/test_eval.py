@@ -149,6 +149,14 @@ def test_config_protocols_are_the_papers():
         assert views(module.get_config(), "test") == (10, 3, 224, 224)
         assert views(module.get_config(), "val") == (1, 1, 256, 224)
     assert views(hmdb51.get_config(), "test") == (2, 3, 286, 286)
+    # The release validates HMDB51 every epoch on 2 clips x 3 crops at 224 and keeps
+    # the best; Kinetics and HMDB51 test on the validation list.
+    hmdb = hmdb51.get_config()
+    assert views(hmdb, "val") == (2, 3, 224, 224)
+    assert hmdb.eval_every_epochs == 1.0 and hmdb.save_best
+    for config in (k400.get_config(), k600.get_config(), hmdb):
+        assert pipeline.eval_protocol(config.data, "test").split == "validation"
+        assert config.model.bn_group_size == 64
     assert views(k400.get_config(), ev.parse_protocol("test:num_clips=4,num_crops=1")) == (
         4,
         1,

@@ -107,8 +107,16 @@ class TrainClip(grain.transforms.RandomMap):
     their own crop, flip, jitter and erasing: every array gains a leading axis R.
     """
 
-    def __init__(self, data_config, source):
+    def __init__(self, data_config, source, *, seed: int | None = None):
         t = data_config.train
+        mode = t.get("jitter_order", "per_run")
+        if mode not in ("per_run", "per_clip"):
+            raise ValueError(
+                f"data.train.jitter_order must be 'per_run' or 'per_clip', got {mode!r}"
+            )
+        # mmaction2 fixes the jitter order once per run; ours comes from the seed.
+        seed = data_config.get("seed", 0) if seed is None else seed
+        self._jitter_order = transforms.jitter_order(seed) if mode == "per_run" else None
         self._resize_on_device = bool(t.get("resize_on_device", False))
         if self._resize_on_device:
             if not t.get("augment_on_device", False):
@@ -233,7 +241,12 @@ class TrainClip(grain.transforms.RandomMap):
         }
         out.update(
             device_augment.host_params(
-                rng, t, height=t.crop_size, width=t.crop_size, num_frames=cfg.num_frames
+                rng,
+                t,
+                height=t.crop_size,
+                width=t.crop_size,
+                num_frames=cfg.num_frames,
+                jitter_order=self._jitter_order,
             )
         )
         return out
@@ -258,6 +271,7 @@ class TrainClip(grain.transforms.RandomMap):
                     height=video.shape[1],
                     width=video.shape[2],
                     num_frames=video.shape[0],
+                    jitter_order=self._jitter_order,
                 )
             )
             return out
@@ -275,6 +289,7 @@ class TrainClip(grain.transforms.RandomMap):
                 contrast=t.contrast,
                 saturation=t.saturation,
                 hue=t.hue,
+                order=self._jitter_order,
             )
         if rng.random() < t.random_erasing_prob:
             video = transforms.random_erasing(

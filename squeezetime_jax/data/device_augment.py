@@ -25,8 +25,8 @@ import numpy as np
 if TYPE_CHECKING:
     import jax
 
+from squeezetime_jax.data import transforms
 from squeezetime_jax.data.normalize import normalize
-from squeezetime_jax.data.transforms import _GRAY
 
 PARAM_KEYS = (
     "aug_flip",
@@ -35,12 +35,6 @@ PARAM_KEYS = (
     "aug_erase_box",
     "aug_erase_seed",
 )
-
-# transforms._hue_matrix(shift) = inv(YIQ) @ R(2 pi shift) @ YIQ, built traceably below.
-_TO_YIQ = np.array(
-    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64
-)
-_FROM_YIQ = np.linalg.inv(_TO_YIQ)
 
 
 def no_augment_params(batch_size: int) -> dict[str, np.ndarray]:
@@ -55,11 +49,11 @@ def no_augment_params(batch_size: int) -> dict[str, np.ndarray]:
 
 
 def augment(video_uint8, params) -> "jax.Array":
-    """uint8 (B, T, H, W, 3) + params -> augmented float32 in [0, 255], rounded as the host.
+    """uint8 (B, T, H, W, 3) + params -> augmented float32 levels in [0, 255].
 
-    Matches `transforms.flip`, `apply_color_jitter` and the box of `random_erasing` up to
-    float rounding (a value within 1e-3 of a .5 boundary may round the other way); the
-    erasing fill is other uniform random pixels.
+    Computes the same floats as `transforms.flip`, `apply_color_jitter` and the box of
+    `random_erasing` (a backend that fuses multiply-adds may move a level by one where
+    a value sits on an integer); the erasing fill is other uniform random pixels.
     """
     import jax
     import jax.numpy as jnp
@@ -68,7 +62,6 @@ def augment(video_uint8, params) -> "jax.Array":
     flip = jnp.asarray(params["aug_flip"], bool)[:, None, None, None, None]
     v = jnp.where(flip, v[:, :, :, ::-1], v)
     v = jax.vmap(_jitter_one)(v, params["aug_jitter_order"], params["aug_jitter_factors"])
-    v = jnp.floor(v + 0.5)
     return jax.vmap(_erase_one)(v, params["aug_erase_box"], params["aug_erase_seed"])
 
 
@@ -96,42 +89,96 @@ def augment_and_normalize(batch, crop_size: int | None = None) -> "jax.Array":
 
 
 def _jitter_one(v, order, factors):
-    """Four clamped steps; each is v @ M.T + c * mean(gray(v)) per frame.
+    """One clip's colour jitter, as `transforms.apply_color_jitter` computes it.
 
-    Every op is affine in the pixel (brightness f I; contrast f I plus (1 - f) times the
-    frame's mean gray; saturation f I + (1 - f) 1 gray^T; hue the YIQ rotation), so a
-    step picks a 3x3 matrix and a coefficient instead of branching over the pixels:
-    one fused pass per step.
+    The order is data (per clip), so instead of branching the ops are laid out as up
+    to three linear steps before the hue shift and up to three after it; a step is
+    v*a + (1-a)*(p*grey(v) + m*grey(mean)) with (p, m) = (0, 0) for brightness, (0, 1)
+    for contrast, (1, 0) for saturation, and a = 1, p = m = 0 for an empty slot. With
+    these 0/1 selectors every step is the host's formula. XLA fuses multiply-adds
+    (one rounding instead of two), so a value may land on the other side of an integer
+    and move a level (measured: about 3 in 10^4 values, by at most a few levels after
+    the hue round trip).
     """
     import jax.numpy as jnp
 
-    gray = jnp.asarray(_GRAY)
-    eye = jnp.eye(3, dtype=jnp.float32)
-    a = 2 * jnp.pi * factors[3]
-    c, s = jnp.cos(a), jnp.sin(a)
-    rot = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], jnp.float32)
-    rot = rot.at[1, 1].set(c).at[1, 2].set(-s).at[2, 1].set(s).at[2, 2].set(c)
-    hue = jnp.asarray(_FROM_YIQ, jnp.float32) @ rot @ jnp.asarray(_TO_YIQ, jnp.float32)
-    mats = jnp.stack(
-        [
-            factors[0] * eye,
-            factors[1] * eye,
-            factors[2] * eye + (1 - factors[2]) * jnp.outer(jnp.ones(3), gray),
-            hue,
-        ]
+    hue_at = jnp.argmax(order == 3)
+    mean = _frame_mean(v)
+    for j in range(3):
+        op = jnp.where(j < hue_at, order[j], -1)
+        v, mean = _linear_step(v, mean, op, factors)
+    hue = factors[3]
+    shifted = _adjust_hue(v, hue)
+    v = jnp.where(hue != 0, shifted, v)
+    mean = jnp.where(hue != 0, _frame_mean(shifted), mean)
+    for j in range(3):
+        at = hue_at + 1 + j
+        op = jnp.where(at < 4, order[jnp.minimum(at, 3)], -1)
+        v, mean = _linear_step(v, mean, op, factors)
+    return jnp.floor(jnp.clip(v, 0, 255))
+
+
+def _frame_mean(v):
+    """(T, H, W, 3) integer levels -> (T, 1, 1, 3) means from exact integer sums."""
+    import jax.numpy as jnp
+
+    t, h, w, _ = v.shape
+    sums = jnp.floor(v).astype(jnp.int32).sum(axis=(1, 2), keepdims=True)
+    return sums.astype(jnp.float32) / jnp.float32(h * w)
+
+
+def _gray(x):
+    g = transforms._GRAY
+    return x[..., 0:1] * g[0] + x[..., 1:2] * g[1] + x[..., 2:3] * g[2]
+
+
+def _linear_step(v, mean, op, factors):
+    import jax.numpy as jnp
+
+    a = jnp.where(op < 0, jnp.float32(1), factors[jnp.clip(op, 0, 2)])
+    pixel = (op == 2).astype(jnp.float32)
+    frame = (op == 1).astype(jnp.float32)
+    grey_mean = _gray(mean)
+    # pixel * grey + frame * grey_mean: one of the two products is 0, the other exact.
+    v = v * a + (1 - a) * (pixel * _gray(v) + frame * grey_mean)
+    mean = mean * a + (1 - a) * grey_mean * (pixel + frame)
+    return v, mean
+
+
+def _adjust_hue(v, hue):
+    """`transforms.adjust_hue` in jnp: OpenCV's 8-bit HSV round trip, hue shifted."""
+    import jax.numpy as jnp
+
+    t = transforms
+    x = jnp.floor(jnp.clip(v, 0, 255)).astype(jnp.int32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    val = jnp.maximum(jnp.maximum(r, g), b)
+    delta = val - jnp.minimum(jnp.minimum(r, g), b)
+    half = 1 << (t.HSV_SHIFT - 1)
+    sat = (delta * jnp.take(jnp.asarray(t.SAT_TABLE), val) + half) >> t.HSV_SHIFT
+    h = jnp.where(
+        val == r, g - b, jnp.where(val == g, b - r + 2 * delta, r - g + 4 * delta)
     )
-    mean_coef = jnp.array([0.0, 1.0, 0.0, 0.0], jnp.float32) * (1 - factors[1])
-    for step in range(4):
-        op = order[step]
-        mean = _mix(v, gray[None]).mean(axis=(1, 2))[:, None, None, :]
-        v = jnp.clip(_mix(v, mats[op]) + mean_coef[op] * mean, 0, 255)
-    return v
-
-
-def _mix(v, m):
-    """v @ m.T over the channel axis, written elementwise so XLA fuses it with its
-    neighbours instead of materializing a dot product's output (5x the memory traffic)."""
-    return v[..., 0:1] * m[:, 0] + v[..., 1:2] * m[:, 1] + v[..., 2:3] * m[:, 2]
+    h = (h * jnp.take(jnp.asarray(t.HUE_TABLE), delta) + half) >> t.HSV_SHIFT
+    h = jnp.where(h < 0, h + t.HUE_RANGE, h)
+    offset = jnp.trunc(hue * jnp.float32(255)).astype(jnp.int32)
+    h = jnp.mod(h + offset, t.HUE_RANGE)
+    # transforms.hsv_to_rgb_u8, op for op. XLA fuses 1 - s*f into one multiply-add on
+    # CPU and GPU, as OpenCV and the host path do; a backend that rounds the product
+    # first may move a level by one on rare pixels.
+    one = jnp.float32(1)
+    levels = jnp.asarray(t.UNIT_LEVELS)
+    hf = jnp.take(jnp.asarray(t.HUE_SCALED), h)
+    s = jnp.take(levels, sat)
+    vf = jnp.take(levels, val)
+    sector = jnp.trunc(hf)
+    f = hf - sector
+    tab = jnp.stack(
+        [vf, vf * (one - s), vf * (one - s * f), vf * (one - s * (one - f))], -1
+    )
+    idx = jnp.take(jnp.asarray(t.HUE_SECTORS), sector.astype(jnp.int32), axis=0)
+    rgb = jnp.take_along_axis(tab, idx, axis=-1) * jnp.float32(255)
+    return jnp.trunc(rgb)
 
 
 def _erase_one(v, box, seed):
@@ -151,11 +198,18 @@ def _erase_one(v, box, seed):
 
 
 def host_params(
-    rng: np.random.Generator, train_config, *, height: int, width: int, num_frames: int
+    rng: np.random.Generator,
+    train_config,
+    *,
+    height: int,
+    width: int,
+    num_frames: int,
+    jitter_order: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Draws one clip's flip/jitter/erasing parameters as the host path would."""
-    from squeezetime_jax.data import transforms
+    """Draws one clip's flip/jitter/erasing parameters as the host path would.
 
+    `jitter_order` is the pipeline's fixed jitter order (None: one drawn per clip).
+    """
     t = train_config
     del num_frames  # the fill is drawn on the device
     out = no_augment_params(1)
@@ -168,13 +222,13 @@ def host_params(
             contrast=t.contrast,
             saturation=t.saturation,
             hue=t.hue,
+            order=jitter_order,
         )
         out["aug_jitter_order"], out["aug_jitter_factors"] = order, factors
     if rng.random() < t.random_erasing_prob:
         box = transforms.random_erasing_box(
             rng, height, width, area=tuple(t.erasing_area), aspect=tuple(t.erasing_aspect)
         )
-        if box is not None:
-            out["aug_erase_box"] = np.array(box, np.int32)
-            out["aug_erase_seed"] = np.uint32(rng.integers(2**32))
+        out["aug_erase_box"] = np.array(box, np.int32)
+        out["aug_erase_seed"] = np.uint32(rng.integers(2**32))
     return out

@@ -144,7 +144,9 @@ def make_train_dataset(
         )
     ds = train_order(len(source), seed=seed, process_index=pi, process_count=pc)
     ds = ds.map(_WithRecord(source))
-    ds = ds.random_map(clips.TrainClip(data_config, source), seed=_seeds(seed)[1])
+    ds = ds.random_map(
+        clips.TrainClip(data_config, source, seed=seed), seed=_seeds(seed)[1]
+    )
     repeats = int(data_config.train.get("repeated_augmentation", 1))
     if repeats < 1 or batch_size_per_process % repeats:
         raise ValueError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import sys
@@ -91,6 +92,25 @@ def read_class_names(path: str | None, num_classes: int) -> list[str]:
     return names
 
 
+def default_class_names(config: str, num_classes: int) -> list[str] | None:
+    """The class names a config implies without --classes: the package's Kinetics-400
+    names (the released label map's order) for kinetics400; None otherwise (names
+    are then the label numbers; Kinetics-600's map is not shipped, pass --classes)."""
+    if config == "kinetics400":
+        from squeezetime_jax import resources
+
+        names = resources.kinetics400_class_names()
+        if len(names) != num_classes:
+            raise ValueError(f"shipped Kinetics-400 names: {len(names)}, not {num_classes}")
+        return names
+    if config == "kinetics600":
+        logging.warning(
+            "prepare --config kinetics600 without --classes: class names will be the "
+            "label numbers 0..599 (pass the release's label map with --classes)"
+        )
+    return None
+
+
 def read_inputs(
     lists: Sequence[str], config: str, classes: str | None
 ) -> tuple[dict[str, list[tfds_builder.ListEntry]], list[str]]:
@@ -109,7 +129,8 @@ def read_inputs(
         raise ValueError(
             f"label {max_label} out of range for {config} ({num_classes} classes)"
         )
-    return entries, read_class_names(classes, num_classes)
+    names = default_class_names(config, num_classes) if classes is None else None
+    return entries, names or read_class_names(classes, num_classes)
 
 
 def check_config(config: str) -> None:
@@ -276,7 +297,12 @@ ROOT = FLAGS.string(
     "root", None, "Directory the list paths are relative to.", required=True
 )
 OUT = FLAGS.string("out", None, "Output TFDS data_dir.", required=True)
-CLASSES = FLAGS.string("classes", None, "Class names, one per line; line i names label i.")
+CLASSES = FLAGS.string(
+    "classes",
+    None,
+    "Class names, one per line; line i names label i. Default: the shipped "
+    "Kinetics-400 names for --config kinetics400, else the label numbers.",
+)
 CONFIG = FLAGS.enum(
     "config", "custom", list(tfds_builder.CONFIGS), "Dataset config (class count, name)."
 )

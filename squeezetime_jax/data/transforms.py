@@ -1,8 +1,9 @@
 """Spatial transforms on uint8 clips (T, H, W, 3), following the released recipe.
 
-Crops follow mmaction2 (MultiScaleCrop, CenterCrop, ThreeCrop); colour jitter and
-random erasing follow torchvision / mmpretrain. One set of random parameters is drawn
-per clip so every frame of a clip gets the same geometry and colour, as in mmaction2.
+Crops, colour jitter and random erasing follow mmaction2 (MultiScaleCrop, CenterCrop,
+ThreeCrop, ColorJitter, RandomErasing) with our own random generators. One set of
+random parameters is drawn per clip so every frame of a clip gets the same geometry
+and colour, as in mmaction2 (only the erasing fill differs per frame).
 """
 
 from __future__ import annotations
@@ -51,9 +52,13 @@ def multiscale_crop_box(
     scales: Sequence[float],
     max_aspect_gap: int,
     input_size: int,
-    random_crop: bool = False,
+    random_crop: bool = True,
 ) -> Box:
-    """mmaction2 MultiScaleCrop: a crop side from `scales` x short side, 5 fixed offsets."""
+    """mmaction2 MultiScaleCrop: crop sides from `scales` x short side.
+
+    random_crop=True (the released recipe): the offset is uniform over every position
+    that fits; False: one of mmaction2's 5 fixed positions (corners and centre).
+    """
     base = min(height, width)
     sizes = [int(base * s) for s in scales]
     candidates = [
@@ -99,22 +104,106 @@ def flip(video: np.ndarray) -> np.ndarray:
     return video[:, :, ::-1]
 
 
-_GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+# mmaction2's ColorJitter grey level (its rgb_to_grayscale weights).
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+_GRAY = np.array(GRAY_WEIGHTS, np.float32)
+
+# OpenCV's 8-bit RGB->HSV works in fixed point with 12 fractional bits and two
+# reciprocal tables, rounded half to even as its saturate_cast<int>(double).
+HSV_SHIFT = 12
+_LEVELS = np.arange(1, 256, dtype=np.float64)
+SAT_TABLE = np.concatenate([[0], np.round((255 << HSV_SHIFT) / _LEVELS)]).astype(np.int32)
+HUE_TABLE = np.concatenate([[0], np.round((180 << HSV_SHIFT) / (6 * _LEVELS))]).astype(
+    np.int32
+)
+# OpenCV 8-bit hue: 180 units per turn, so a sector of the colour hexagon is 30 units.
+HUE_RANGE = 180
+# For each sector 0..5 of the hexagon, the (r, g, b) entries of (v, p, q, t) below.
+HUE_SECTORS = np.array(
+    [[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]], np.int32
+)
 
 
-def _hue_matrix(shift: float) -> np.ndarray:
-    """RGB->RGB matrix rotating chroma by `shift` turns in YIQ space.
+def rgb_to_hsv_u8(rgb: np.ndarray) -> np.ndarray:
+    """uint8-valued RGB (..., 3) -> int32 HSV as OpenCV's COLOR_RGB2HSV on uint8.
 
-    A linear approximation of an HSV hue shift, exact for gray and close elsewhere; it
-    costs one 3x3 product per pixel instead of a full HSV round trip.
+    H in [0, 180), S and V in [0, 255]; bit-exact with OpenCV (tests compare all 2^24
+    colours).
     """
-    to_yiq = np.array(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        np.float64,
+    rgb = np.asarray(rgb).astype(np.int32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    v = np.maximum(np.maximum(r, g), b)
+    delta = v - np.minimum(np.minimum(r, g), b)
+    half = 1 << (HSV_SHIFT - 1)
+    s = (delta * SAT_TABLE[v] + half) >> HSV_SHIFT
+    # Hue before scaling, in units of delta/6 of a turn: red, green or blue sextant pair.
+    h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * delta, r - g + 4 * delta))
+    h = (h * HUE_TABLE[delta] + half) >> HSV_SHIFT
+    h = np.where(h < 0, h + HUE_RANGE, h)
+    return np.stack([h, s, v], axis=-1)
+
+
+# OpenCV's 8-bit HSV->RGB scales H by 6/180 and S, V by 1/255 in float32; as lookup
+# tables the device path computes the same values without a multiply that a compiler
+# could fuse with the following subtraction.
+HUE_SCALED = np.arange(HUE_RANGE, dtype=np.float32) * np.float32(6.0 / HUE_RANGE)
+UNIT_LEVELS = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def one_minus_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 1 - a*b rounded once (a fused multiply-add), as OpenCV's x86 builds and
+    XLA's CPU and GPU code compute it; exact here since a*b is exact in float64."""
+    return (1.0 - a.astype(np.float64) * b.astype(np.float64)).astype(np.float32)
+
+
+def hsv_to_rgb_u8(hsv: np.ndarray) -> np.ndarray:
+    """int HSV (OpenCV 8-bit ranges) -> float32 RGB levels, as OpenCV's COLOR_HSV2RGB.
+
+    OpenCV's vectorized 8-bit path: float32 with 1 - s*f fused, results truncated
+    (bit-exact with OpenCV 5 on all 180 x 256 x 256 inputs, tested).
+    """
+    hsv = np.asarray(hsv)
+    h = HUE_SCALED[hsv[..., 0]]
+    s = UNIT_LEVELS[hsv[..., 1]]
+    v = UNIT_LEVELS[hsv[..., 2]]
+    sector = np.trunc(h)
+    f = h - sector
+    tab = (
+        v,
+        v * (np.float32(1) - s),
+        v * one_minus_product(s, f),
+        v * one_minus_product(s, np.float32(1) - f),
     )
-    a = 2 * np.pi * shift
-    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    return (np.linalg.inv(to_yiq) @ rot @ to_yiq).astype(np.float32)
+    sector = sector.astype(np.int8)
+    rgb = np.empty(h.shape + (3,), np.float32)
+    for c in range(3):
+        rgb[..., c] = np.choose(sector, [tab[HUE_SECTORS[k, c]] for k in range(6)])
+    rgb *= np.float32(255)
+    return np.trunc(rgb, out=rgb)
+
+
+def hue_offset(hue: float) -> int:
+    """mmaction2's hue shift: int(h * 255) units of OpenCV's 180 (truncated to zero)."""
+    return int(np.trunc(np.float32(hue) * np.float32(255)))
+
+
+def adjust_hue(video: np.ndarray, hue: float) -> np.ndarray:
+    """mmaction2 ColorJitter.adjust_hue: float levels -> clip, truncate to uint8, shift
+    OpenCV's 8-bit hue by `hue_offset(hue)` (mod 180), back to RGB (float32 levels)."""
+    u8 = np.clip(video, 0, 255).astype(np.uint8)
+    hsv = rgb_to_hsv_u8(u8)
+    hsv[..., 0] = np.mod(hsv[..., 0] + hue_offset(hue), HUE_RANGE)
+    return hsv_to_rgb_u8(hsv)
+
+
+def jitter_order(seed: int) -> np.ndarray:
+    """The pipeline's colour-jitter order, drawn once from its seed.
+
+    mmaction2 draws the order of brightness/contrast/saturation/hue once, when the
+    ColorJitter transform is built (its seed is shared by all ranks), and applies it
+    to every clip of the run; this is that draw for a pipeline seeded with `seed`.
+    """
+    return np.random.default_rng([int(seed), 0x5EED]).permutation(4).astype(np.int32)
 
 
 def color_jitter_params(
@@ -124,47 +213,84 @@ def color_jitter_params(
     contrast: float,
     saturation: float,
     hue: float,
+    order: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """torchvision ColorJitter's draws for one clip: (op order (4,), factors (4,)).
+    """mmaction2 ColorJitter's draws for one clip: (op order (4,), factors (4,)).
 
-    Ops: 0 brightness, 1 contrast, 2 saturation, 3 hue; factors are the multiplicative
-    factors of ops 0-2 and the hue shift in turns. A disabled op keeps its identity
-    factor (1, 1, 1, 0) and draws nothing, as torchvision.
+    Ops: 0 brightness, 1 contrast, 2 saturation, 3 hue. `order` is the pipeline's
+    (`jitter_order`); None draws one for this clip (train.jitter_order = "per_clip").
+    Factors: brightness/contrast/saturation from U(1 - x, 1 + x), hue from U(-h, h),
+    all four drawn for every clip; a strength of 0 gives the identity (1 or 0).
     """
-    order = rng.permutation(4)
-    factors = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
-    strength = (brightness, contrast, saturation)
-    for op in order:
-        if op < 3 and strength[op] > 0:
-            factors[op] = rng.uniform(max(0, 1 - strength[op]), 1 + strength[op])
-        elif op == 3 and hue > 0:
-            factors[3] = rng.uniform(-hue, hue)
-    return order.astype(np.int32), factors
+    for name, x, top in (
+        ("brightness", brightness, 1),
+        ("contrast", contrast, 1),
+        ("saturation", saturation, 1),
+        ("hue", hue, 0.5),
+    ):
+        if not 0 <= x <= top:
+            raise ValueError(f"colour jitter {name} must be in [0, {top}], got {x}")
+    if order is None:
+        order = rng.permutation(4)
+    factors = np.array(
+        [
+            rng.uniform(1 - brightness, 1 + brightness),
+            rng.uniform(1 - contrast, 1 + contrast),
+            rng.uniform(1 - saturation, 1 + saturation),
+            rng.uniform(-hue, hue),
+        ],
+        np.float32,
+    )
+    return np.asarray(order, np.int32), factors
+
+
+def frame_mean_rgb(video_u8: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8-valued -> (T, 3) float32 means (exact integer sums)."""
+    t, h, w, c = video_u8.shape
+    # Exact integer sums, as a float64 product with ones (BLAS: far faster than an
+    # integer reduction over the middle axes).
+    pixels = np.asarray(video_u8, np.float64).reshape(t, h * w, c)
+    sums = np.ones(h * w) @ pixels
+    return sums.astype(np.float32) / np.float32(h * w)
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    return x[..., 0] * _GRAY[0] + x[..., 1] * _GRAY[1] + x[..., 2] * _GRAY[2]
 
 
 def apply_color_jitter(
     video: np.ndarray, order: np.ndarray, factors: np.ndarray
 ) -> np.ndarray:
-    """Applies `color_jitter_params` draws; each op is clamped to [0, 255], then rounded."""
-    v = video.astype(np.float32)
-    for op in order:
-        f = float(factors[op])
+    """mmaction2 ColorJitter with these draws: (T, H, W, 3) uint8 -> uint8.
+
+    In order: brightness v*b; contrast c*v + (1-c)*mean grey of the frame; saturation
+    s*v + (1-s)*grey of the pixel; hue `adjust_hue` (skipped when its factor is 0, as
+    mmaction2 skips any identity factor). Float32 throughout, no clamping between
+    operations (only hue's uint8 round trip clips), clipped and truncated at the end.
+
+    The frame's mean is carried through the linear operations instead of re-reduced
+    over the pixels (equal up to float rounding), so that this and the device path
+    (`device_augment`) compute the same floats.
+    """
+    v = np.asarray(video).astype(np.float32)
+    mean = frame_mean_rgb(video)[:, None, None, :]
+    one = np.float32(1)
+    for op in np.asarray(order):
+        f = np.float32(factors[op])
         if op == 0:
-            v *= f
+            v = v * f
+            mean = mean * f
         elif op == 1:
-            mean = (v @ _GRAY).mean(axis=(1, 2))[:, None, None, None]
-            v *= f
-            v += (1 - f) * mean
+            g = _gray(mean)[..., None]
+            v = v * f + (one - f) * g
+            mean = mean * f + (one - f) * g
         elif op == 2:
-            gray = (v @ _GRAY)[..., None]
-            gray *= 1 - f
-            v *= f
-            v += gray
-        else:
-            v = v @ _hue_matrix(f).T
-        np.clip(v, 0, 255, out=v)
-    v += 0.5  # round half up; values are in [0, 255] after the clip
-    return v.astype(np.uint8)
+            v = v * f + (one - f) * _gray(v)[..., None]
+            mean = mean * f + (one - f) * _gray(mean)[..., None]
+        elif f != 0:
+            v = adjust_hue(v, float(f))
+            mean = frame_mean_rgb(v)[:, None, None, :]
+    return np.clip(v, 0, 255).astype(np.uint8)
 
 
 def color_jitter(
@@ -175,10 +301,16 @@ def color_jitter(
     contrast: float,
     saturation: float,
     hue: float,
+    order: np.ndarray | None = None,
 ) -> np.ndarray:
-    """torchvision ColorJitter order and ranges, one draw per clip, clamped per step."""
+    """mmaction2 ColorJitter on one clip: one draw of the factors for all its frames."""
     order, factors = color_jitter_params(
-        rng, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue
+        rng,
+        brightness=brightness,
+        contrast=contrast,
+        saturation=saturation,
+        hue=hue,
+        order=order,
     )
     return apply_color_jitter(video, order, factors)
 
@@ -190,22 +322,21 @@ def random_erasing_box(
     *,
     area: tuple[float, float],
     aspect: tuple[float, float],
-    max_attempts: int = 10,
-) -> Box | None:
-    """mmpretrain RandomErasing's box draw; None when no attempt fits."""
-    log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
-    for _ in range(max_attempts):
-        target = rng.uniform(*area) * height * width
-        ratio = np.exp(rng.uniform(log_lo, log_hi))
-        eh, ew = int(round(np.sqrt(target * ratio))), int(round(np.sqrt(target / ratio)))
-        if 0 < eh < height and 0 < ew < width:
-            return (
-                int(rng.integers(height - eh + 1)),
-                int(rng.integers(width - ew + 1)),
-                eh,
-                ew,
-            )
-    return None
+) -> Box:
+    """mmaction2 RandomErasing's box: one draw, clipped to the image.
+
+    Aspect (h/w) log-uniform in `aspect`, area uniform in `area` x H x W; sides
+    rounded (half to even) and clipped to the frame; the offset uniform over
+    [0, H - h) (numpy's randint excludes the end), 0 when the box spans the frame.
+    """
+    log_lo, log_hi = np.log(np.asarray(aspect, np.float32))
+    ratio = np.exp(rng.uniform(log_lo, log_hi))
+    target = height * width * rng.uniform(area[0], area[1])
+    eh = min(int(round(np.sqrt(target * ratio))), height)
+    ew = min(int(round(np.sqrt(target / ratio))), width)
+    top = int(rng.integers(0, height - eh)) if height > eh else 0
+    left = int(rng.integers(0, width - ew)) if width > ew else 0
+    return (top, left, eh, ew)
 
 
 def random_erasing(
@@ -214,14 +345,11 @@ def random_erasing(
     *,
     area: tuple[float, float],
     aspect: tuple[float, float],
-    max_attempts: int = 10,
 ) -> np.ndarray:
-    """mmpretrain RandomErasing (mode 'rand'): one box per clip, uniform random pixels."""
+    """mmaction2 RandomErasing (mode 'rand'): one box per clip, each frame's patch
+    filled with its own uniform random pixels."""
     t, h, w, c = video.shape
-    box = random_erasing_box(rng, h, w, area=area, aspect=aspect, max_attempts=max_attempts)
-    if box is None:
-        return video
-    top, left, eh, ew = box
+    top, left, eh, ew = random_erasing_box(rng, h, w, area=area, aspect=aspect)
     out = video.copy()
     out[:, top : top + eh, left : left + ew] = rng.integers(
         0, 256, (t, eh, ew, c), dtype=np.uint8

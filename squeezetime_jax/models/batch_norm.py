@@ -115,7 +115,18 @@ class BatchNorm(nn.Module):
     (or, with `custom_gradient=False`, the same function differentiated by JAX).
 
     Running statistics follow Flax: new = momentum * old + (1 - momentum) * batch,
-    with the biased batch variance, and are not updated while initializing.
+    and are not updated while initializing. The batch variance enters them biased
+    (Flax) or, with `unbiased_running_var`, times n / (n - 1) for n values per
+    channel, as PyTorch keeps it.
+
+    `group_size`: clips (leading-axis entries) per statistics group. A batch larger
+    than that is normalized in consecutive groups of `group_size`, each with its own
+    statistics, as on GPUs without SyncBN (the released recipe: 64 clips per GPU).
+    Under jit with the batch sharded over devices, a group that lies within one
+    device is reduced there, and one spread over several devices is reduced among
+    those only. The running statistics take the first group's, as PyTorch's
+    DistributedDataParallel keeps rank 0's buffers. None or a batch of at most
+    `group_size` clips: one group.
     """
 
     use_running_average: bool | None = None
@@ -125,6 +136,8 @@ class BatchNorm(nn.Module):
     param_dtype: Any = jnp.float32
     axis_name: str | None = None
     custom_gradient: bool = True
+    group_size: int | None = None
+    unbiased_running_var: bool = False
 
     @nn.compact
     def __call__(self, x: Array, use_running_average: bool | None = None) -> Array:
@@ -151,9 +164,26 @@ class BatchNorm(nn.Module):
             train_fn = (
                 batch_norm_train if self.custom_gradient else batch_norm_train_autodiff
             )
-            y, mean, var = train_fn(
-                x, scale, bias, self.epsilon, None if initializing else self.axis_name
-            )
+            axis_name = None if initializing else self.axis_name
+            groups = _num_groups(x.shape[0], self.group_size)
+            if groups == 1:
+                y, mean, var = train_fn(x, scale, bias, self.epsilon, axis_name)
+                count = _reduced_count(x, axis_name)
+            else:
+                if axis_name:
+                    raise ValueError(
+                        "BatchNorm: group_size and axis_name do not combine; shard the "
+                        "batch under jit instead (groups then follow the devices)"
+                    )
+                grouped = x.reshape((groups, -1) + x.shape[1:])
+                y, mean, var = jax.vmap(
+                    lambda g: train_fn(g, scale, bias, self.epsilon, None)
+                )(grouped)
+                y = y.reshape(x.shape)
+                mean, var = mean[0], var[0]
+                count = grouped[0].size // x.shape[-1]
+            if self.unbiased_running_var:
+                var = var * (count / jnp.maximum(count - 1, 1))
             if not initializing:
                 running_mean.value = (
                     self.momentum * running_mean.value + (1 - self.momentum) * mean
@@ -162,3 +192,14 @@ class BatchNorm(nn.Module):
                     self.momentum * running_var.value + (1 - self.momentum) * var
                 )
         return y.astype(self.dtype or jnp.result_type(x, scale, bias))
+
+
+def _num_groups(batch: int, group_size: int | None) -> int:
+    if group_size is None or batch <= group_size:
+        return 1
+    if group_size < 1 or batch % group_size:
+        raise ValueError(
+            f"BatchNorm group_size {group_size} must divide the batch of {batch} clips "
+            "(model.bn_group_size and the global batch size)"
+        )
+    return batch // group_size

@@ -38,6 +38,9 @@ def model_config(**overrides: Any) -> ml_collections.ConfigDict:
             # Formulation of the gradient-heavy layers: "xla", "cpu_tuned", or "auto"
             # (by the platform the program is compiled for; models/kernels.py).
             kernels=AUTO,
+            # Clips per BatchNorm statistics group; None: the whole global batch. The
+            # release trains 8 GPUs x 64 clips without SyncBN: 64 (configs/k400.py).
+            bn_group_size=None,
         )
     )
     for key, value in overrides.items():
@@ -74,5 +77,16 @@ def build_model(
         dropout_rate=float(config.get("dropout_rate", 0.5)),
         dtype=dtype,
         kernels=resolve_kernels(kwargs.pop("kernels", config.get("kernels")), platform),
+        bn_group_size=_group_size(config.get("bn_group_size")),
         **kwargs,
     )
+
+
+def _group_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if int(value) != value or int(value) < 1:
+        raise ValueError(
+            f"model.bn_group_size must be a positive integer or None, got {value!r}"
+        )
+    return int(value)

@@ -420,13 +420,15 @@ def make_norm(
     dtype: Any = jnp.float32,
     axis_name: str | None = None,
     kernels: str = "cpu_tuned",
+    group_size: int | None = None,
 ) -> ModuleDef:
     """The default BatchNorm partial.
 
     PyTorch momentum 0.1 is Flax momentum 0.9; eps 1e-5. Statistics are kept in
-    float32 whatever the compute dtype. Flax updates the running variance with
-    the biased batch variance (PyTorch uses the unbiased one); inference is
-    unaffected and we keep Flax's convention.
+    float32 whatever the compute dtype. The running variance takes the unbiased batch
+    variance, as PyTorch's (a trained model's .pth then carries what PyTorch would
+    have); inference does not depend on it. `group_size`: clips per statistics group
+    (BatchNorm.group_size; the release: 64 per GPU).
     """
     return functools.partial(
         BatchNorm,
@@ -437,6 +439,8 @@ def make_norm(
         param_dtype=jnp.float32,
         axis_name=axis_name,
         custom_gradient=kernels == "cpu_tuned",
+        group_size=group_size,
+        unbiased_running_var=True,
     )
 
 
@@ -507,6 +511,8 @@ class SqueezeTime(nn.Module):
     precision: Any = None
     bn_axis_name: str | None = None
     kernels: str | None = None
+    # Clips per BatchNorm statistics group (None: the whole batch); see BatchNorm.
+    bn_group_size: int | None = None
 
     @nn.compact
     def __call__(self, clip: Array, train: bool = False, return_features: bool = False):
@@ -523,7 +529,9 @@ class SqueezeTime(nn.Module):
             widen_factor=self.widen_factor,
             pos_dims=tuple(self.pos_dims),
             conv=make_conv(self.dtype, self.precision, kernels),
-            norm=make_norm(train, self.dtype, self.bn_axis_name, kernels),
+            norm=make_norm(
+                train, self.dtype, self.bn_axis_name, kernels, self.bn_group_size
+            ),
             pool=max_pool_for(kernels),
             name="backbone",
         )

@@ -28,8 +28,9 @@ def train_step(
     schedule: Callable[[jax.Array], jax.Array],
     crop_size: int | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
-    """One SGD step. BatchNorm statistics are those of the global batch: under jit
-    the batch is one logical array, however many devices hold its shards.
+    """One SGD step. BatchNorm statistics are per `model.bn_group_size` clips of the
+    global batch (or all of it): under jit the batch is one logical array, however
+    many devices hold its shards, and a group is a slice of it.
     `crop_size` (data.train.crop_size) is needed for batches of YUV crops."""
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     if device_augment.PARAM_KEYS[0] in batch:

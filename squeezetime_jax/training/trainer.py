@@ -25,8 +25,9 @@ from squeezetime_jax.config_utils import resolve_steps
 from squeezetime_jax.data.random_clips import RANDOM_DATASET, make_random_train_dataset
 from squeezetime_jax.evaluation import evaluator as evaluation
 from squeezetime_jax.runtime import host_memory
+from squeezetime_jax.training import best as best_lib
 from squeezetime_jax.training import mesh as mesh_lib
-from squeezetime_jax.training import programs
+from squeezetime_jax.training import programs, release_init
 from squeezetime_jax.training.config_checks import check_config
 from squeezetime_jax.training.initialization import merge_pretrained
 from squeezetime_jax.training.metrics_writer import MetricWriter
@@ -110,20 +111,36 @@ def _train_input(config, seed: int):
     return ds, info.num_examples[config.data.train.split]
 
 
-def _init_from(state: TrainState, config) -> TrainState:
+INIT_REPORT = "init_from_report.json"
+
+
+def _init_from(state: TrainState, config, workdir: str) -> TrainState:
     from squeezetime_jax.interop import release
 
     # `release:NAME` -> the released file, downloaded once into the cache.
-    source = restore(release.resolve(config.init_from)).variables
+    path = release.resolve(config.init_from)
     target = jax.device_get(state.variables)
-    merged, report = merge_pretrained(
-        target,
-        source,
-        copy_batch_stats=config.init_batch_stats,
-        reinit_head=config.init_reinit_head,
-    )
-    logging.info("init_from %s: %s", config.init_from, report.summary())
-    print(f"init_from {config.init_from}: {report.summary()}", flush=True)
+    if files.isfile(path):
+        # A PyTorch file (the release's ImageNet or K400 model): load_ckpts semantics.
+        merged, report = release_init.load_release_backbone(
+            path, target, copy_batch_stats=config.init_batch_stats
+        )
+        summary = report.summary()
+        where = files.join(workdir, INIT_REPORT)
+        if jax.process_index() == 0:
+            files.write_json(where, report.to_json())
+        summary += f"\n  report: {where}"
+    else:
+        source = restore(path).variables
+        merged, report = merge_pretrained(
+            target,
+            source,
+            copy_batch_stats=config.init_batch_stats,
+            reinit_head=config.init_reinit_head,
+        )
+        summary = report.summary()
+    logging.info("init_from %s: %s", config.init_from, summary)
+    print(f"init_from {config.init_from}: {summary}", flush=True)
     params = jax.tree.map(
         lambda new, old: jax.device_put(new, old.sharding), merged["params"], state.params
     )
@@ -197,7 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     else:
         state = init_train_state(init_fn, rng, state_shardings)
         if config.init_from:
-            state = _init_from(state, config)
+            state = _init_from(state, config, workdir)
 
     # ---------------------------------------------------------------- evaluator
     eval_every = resolve_steps(config, "eval_every", steps_per_epoch, default=0)
@@ -205,21 +222,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if eval_every and config.data.dataset != RANDOM_DATASET:
         evaluator = evaluation.Evaluator(model, mesh, config.eval_batch_size)
 
+    best = [best_lib.read_best(workdir)]  # config.save_best: the best validation so far
+
     def run_validation(step: int) -> None:
         eval_ds = data_lib.make_eval_dataset(
             config.data,
             batch_size_per_process=config.eval_batch_size // jax.process_count(),
             protocol=config.eval_protocol,
         )
-        result = evaluator.evaluate(state.variables, eval_ds)
-        writer.write(step, result.metrics(), prefix="val/")
+        # Several views per video (HMDB51: 2 clips x 3 crops): also the video-level
+        # accuracies of the averaged probabilities, which the release reports.
+        multi_view = eval_ds.views_per_video > 1
+        result = evaluator.evaluate(state.variables, eval_ds, keep_views=multi_view)
+        metrics = result.metrics()
+        if multi_view:
+            views = evaluation.gather_views(result.views)
+            video = best_lib.video_metrics(
+                views,
+                len(eval_ds.video_ids),
+                eval_ds.views_per_video,
+                eval_ds.protocol.num_crops,
+            )
+            metrics.update({f"video_{k}": v for k, v in video.items()})
+        writer.write(step, metrics, prefix="val/")
         host_memory.release_freed_memory()  # the evaluator's compile, its input workers
         if is_chief:
             print(
                 f"step {step} validation: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics().items()),
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
                 flush=True,
             )
+        if config.get("save_best", False):
+            name = "video_top1" if multi_view else "top1"
+            if best_lib.is_better(metrics[name], best[0]):
+                best[0] = best_lib.save_best(
+                    workdir, step, state.variables, config.model, name, metrics[name]
+                )
+                if is_chief:
+                    print(f"best {name} so far: kept in {best[0]['path']}", flush=True)
 
     # ---------------------------------------------------------------- loop
     preemption = _Preemption(manager)
