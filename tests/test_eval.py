@@ -139,7 +139,7 @@ def test_mean_class_accuracy_weights_classes_not_videos():
 
 
 def test_config_protocols_are_the_papers():
-    from configs import hmdb51, k400, k600
+    from squeezetime_jax.configs import hmdb51, k400, k600
 
     def views(config, protocol):
         p = pipeline.eval_protocol(config.data, protocol)

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import k700
+from squeezetime_jax.configs import k700
 from squeezetime_jax.data import kinetics_lists, prepare
 from tests.fixtures import synthetic_videos as sv
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs import hmdb51, k400
+from squeezetime_jax.configs import hmdb51, k400
 from squeezetime_jax.models import build_model
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training import optim

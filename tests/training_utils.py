@@ -7,9 +7,9 @@ import sys
 import jax
 import numpy as np
 
-from configs import k400
 from squeezetime_jax.checkpoints import workdir as workdir_lib
 from squeezetime_jax.checkpoints.restore import restore
+from squeezetime_jax.configs import k400
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_VARIANT = "depth=10,frames=2,widen=0.125,batch=8"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("train", "val", "test")
-
 
 def clip_offsets(
     total_frames: int,

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 
+from squeezetime_jax.configs import demo as demo_config
 from squeezetime_jax.demo import generate, scenes
 from squeezetime_jax.evaluation import report
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = os.path.join(REPO, "configs", "demo.py")
+# The demo's config, named by path for the train and eval commands (--config).
+CONFIG = demo_config.__file__
 
 # Videos per split: the full demo, and the smoke version of --quick and the tests.
 FULL_COUNTS = {"train": 800, "val": 100, "test": 200}
@@ -94,7 +95,7 @@ def banner(index: int, title: str) -> None:
 
 
 def run_command(cmd: list[str], log_path: str, *, on_line=None, echo=True) -> None:
-    """Runs `cmd` from the repository root; stdout+stderr go to `log_path` and, line by
+    """Runs `cmd`; stdout+stderr go to `log_path` and, line by
     line, to `on_line` (or the terminal). tqdm's carriage-return updates are shown live.
     """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -103,7 +104,7 @@ def run_command(cmd: list[str], log_path: str, *, on_line=None, echo=True) -> No
         log.write("$ " + " ".join(cmd) + "\n")
         # Bytes, split on both \r and \n by hand: text mode would turn tqdm's \r into \n.
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         pending = b""
         while chunk := os.read(proc.stdout.fileno(), 4096):
@@ -265,8 +266,6 @@ def stage_train(paths: DemoPaths, quick: bool, overrides: dict | None = None) ->
         f"--config.data.data_dir={paths.prepared}",
     ]
     cmd += [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
-    from configs import demo as demo_config
-
     config = demo_config.get_config("quick=true" if quick else None)
     total_steps = int((overrides or {}).get("total_steps", config.total_steps))
     progress = TrainingProgress(os.path.join(paths.train, "metrics.jsonl"), total_steps)
@@ -295,7 +294,6 @@ def stage_eval(paths: DemoPaths, quick: bool) -> dict:
 def stage_shuffled(paths: DemoPaths, quick: bool) -> dict:
     # In this process: eval.py has no frame-shuffling option, and the control must use
     # exactly its data, protocol and aggregation (squeezetime_jax.evaluation.job).
-    from configs import demo as demo_config
     from squeezetime_jax.demo import shuffled
 
     config = demo_config.get_config("quick=true" if quick else None)
@@ -333,8 +331,6 @@ def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
     except MissingExtraError as error:
         print(f"  skipped: {error}")
         return None
-    from configs import demo as demo_config
-
     config = demo_config.get_config("quick=true" if quick else None)
     size = config.data.test.crop_size
     cmd = [
