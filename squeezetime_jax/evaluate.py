@@ -24,8 +24,6 @@ from ml_collections import config_flags
 
 from squeezetime_jax import cli
 from squeezetime_jax.evaluation.job import evaluate_checkpoint, parse_protocol, watch
-from squeezetime_jax.runtime import host_memory, log_levels
-from squeezetime_jax.training import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config (configs/*.py): data and mesh.", lock_config=False
@@ -59,18 +57,14 @@ _POLL = flags.DEFINE_float(
     "poll_seconds", 30.0, "--watch: seconds between looks for checkpoints."
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
-distributed.define_flags()
-host_memory.define_flags()
-log_levels.define_flags()
+cli.define_job_flags()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.configure_from_flags()  # before JAX creates its CPU backend
-    log_levels.configure_from_flags()
-    distributed.initialize_from_flags()
+    cli.start_job()
     protocol = parse_protocol(_PROTOCOL.value)
     overrides = tuple(config_flags.get_override_values(flags.FLAGS["config"]))
     if _WATCH.value:

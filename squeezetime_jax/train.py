@@ -13,8 +13,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from squeezetime_jax import cli
-from squeezetime_jax.runtime import host_memory, log_levels
-from squeezetime_jax.training import distributed
 from squeezetime_jax.training.trainer import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,18 +21,14 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Checkpoints, metrics and the saved config."
 )
-distributed.define_flags()
-host_memory.define_flags()
-log_levels.define_flags()
+cli.define_job_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.configure_from_flags()  # before JAX creates its CPU backend
-    log_levels.configure_from_flags()
-    distributed.initialize_from_flags()
+    cli.start_job()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
