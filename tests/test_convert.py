@@ -380,7 +380,7 @@ def test_training_workdir_loads_and_exports(tmp_path, tiny_pth):
         rng=np.zeros(2, np.uint32),
     )
     workdir = tmp_path / "run"
-    manager = checkpointing.make_manager(str(workdir), with_data=False, async_save=False)
+    manager = checkpointing.make_manager(str(workdir), async_save=False)
     for step in (3, 8):
         checkpointing.save(manager, step, state.replace(step=np.int32(step)))
     manager.wait_until_finished()
@@ -502,7 +502,7 @@ def test_workdir_metadata_from_its_config_and_into_the_pth(tmp_path, tiny_pth):
         rng=np.zeros(2, np.uint32),
     )
     workdir = tmp_path / "run"
-    manager = checkpointing.make_manager(str(workdir), with_data=False, async_save=False)
+    manager = checkpointing.make_manager(str(workdir), async_save=False)
     checkpointing.save(manager, 1, state)
     manager.wait_until_finished()
     manager.close()

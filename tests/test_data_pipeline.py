@@ -1,4 +1,4 @@
-"""Grain pipelines: sharding, epochs, worker independence, exact resume, eval views."""
+"""Grain pipelines: global batches, epochs, worker independence, exact resume, eval views."""
 
 import os
 import subprocess
@@ -13,6 +13,7 @@ import pytest
 from squeezetime_jax.data import (
     MEAN_RGB,
     STD_RGB,
+    global_batches,
     make_eval_dataset,
     make_train_dataset,
     normalize_on_device,
@@ -47,29 +48,61 @@ def assert_batches_equal(a, b):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
-@pytest.mark.parametrize("num_records,process_count", [(10, 3), (12, 4), (7, 1)])
-def test_each_epoch_covers_every_record_once_across_processes(num_records, process_count):
-    epochs = {0: [], 1: []}
-    for p in range(process_count):
-        order = pipeline.train_order(
-            num_records, seed=5, process_index=p, process_count=process_count
-        )
-        shard = len(range(p, num_records, process_count))
-        first, second = order[:shard], order[shard : 2 * shard]
-        assert sorted(first) == sorted(second) == list(range(p, num_records, process_count))
-        epochs[0] += list(first)
-        epochs[1] += list(second)
-    assert sorted(epochs[0]) == list(range(num_records))
+@pytest.mark.parametrize("num_records", [10, 7])
+def test_each_epoch_covers_every_record_once(num_records):
+    order = pipeline.train_order(num_records, seed=5)
+    first, second = order[:num_records], order[num_records : 2 * num_records]
+    assert sorted(first) == sorted(second) == list(range(num_records))
 
 
 def test_shuffle_changes_with_epoch_and_seed_not_between_runs():
-    order = lambda seed: list(
-        pipeline.train_order(20, seed=seed, process_index=0, process_count=1)[:40]
-    )
+    order = lambda seed: list(pipeline.train_order(20, seed=seed)[:40])
     a = order(1)
     assert a == order(1)
     assert a[:20] != a[20:]  # a new permutation each epoch
     assert a != order(2)
+
+
+@pytest.mark.parametrize("process_count,per_process", [(1, 6), (2, 3), (3, 2)])
+def test_processes_feed_disjoint_rows_of_each_global_batch(process_count, per_process):
+    streams = [
+        list(
+            global_batches.process_positions(
+                per_process=per_process,
+                process_index=p,
+                process_count=process_count,
+                start_batch=2,
+            )[: 2 * per_process]
+        )
+        for p in range(process_count)
+    ]
+    for batch in range(2):
+        rows = [s[batch * per_process : (batch + 1) * per_process] for s in streams]
+        # Concatenated in process order: global batch 2 + batch, whatever the layout.
+        assert sum(rows, []) == list(range((2 + batch) * 6, (3 + batch) * 6))
+
+
+def test_global_batches_do_not_depend_on_process_count(prepared):
+    out, _ = prepared
+    cfg = fast_train_config(out)
+
+    def batches(process_index, process_count, start_batch, count):
+        ds = make_train_dataset(
+            cfg,
+            batch_size_per_process=4 // process_count,
+            seed=7,
+            process_index=process_index,
+            process_count=process_count,
+            start_batch=start_batch,
+        )
+        return take(iter(ds), count)
+
+    one = batches(0, 1, 0, 3)  # batches 0-2: the 5-video epoch wraps in batch 1
+    halves = [batches(p, 2, 1, 2) for p in range(2)]  # resumed at batch 1 on 2 hosts
+    for step, (first, second) in enumerate(zip(*halves), start=1):
+        joined = {k: np.concatenate([first[k], second[k]]) for k in first}
+        assert_batches_equal([one[step]], [joined])
+    assert not np.array_equal(one[1]["video"], one[2]["video"])
 
 
 def test_batches_do_not_depend_on_worker_count(prepared):

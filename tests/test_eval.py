@@ -63,7 +63,7 @@ def _save_step(workdir, config, step, seed):
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, default=str)
     state = _state(config, seed).replace(step=jnp.int32(step))
-    manager = checkpointing.make_manager(workdir, async_save=False, with_data=False)
+    manager = checkpointing.make_manager(workdir, async_save=False)
     checkpointing.save(manager, step, state, force=True)
     manager.wait_until_finished()
     manager.close()

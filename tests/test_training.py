@@ -4,7 +4,6 @@ import functools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 
 import jax
@@ -181,21 +180,21 @@ def _global_norm(tree):
 
 
 def test_checkpoints_restore_on_another_device_count(tmp_path):
-    # 8 devices to step 3, then 1 device from step 3 to 6; and the reverse.
-    for first, second in ((8, 1), (1, 8)):
-        workdir = tmp_path / f"{first}to{second}"
-        run_train(workdir, first)
-        at_step3, uninterrupted = saved_params(workdir, 3), saved_params(workdir, 6)
-        shutil.rmtree(workdir / "checkpoints" / "6")
-        result = run_train(workdir, second)
-        assert "resumed from" in result.stdout and "at step 3" in result.stdout
-        resumed = saved_params(workdir, 6)
-        # Steps 4-6 on the other device count match up to float32 reduction order,
-        # which BatchNorm over a few values amplifies in single elements; a wrong
-        # optimizer state or data position would change the update as a whole.
-        update = jax.tree.map(np.subtract, uninterrupted, at_step3)
-        error = jax.tree.map(np.subtract, resumed, uninterrupted)
-        assert _global_norm(error) <= 0.02 * _global_norm(update)
+    # 8 devices to step 3, then 1 device from step 3 to 6. (Other numbers of
+    # processes: scripts/pod_rehearsal.py, run by tests/test_pod_rehearsal.py.)
+    workdir = tmp_path / "8to1"
+    run_train(workdir, 8)
+    at_step3, uninterrupted = saved_params(workdir, 3), saved_params(workdir, 6)
+    shutil.rmtree(workdir / "checkpoints" / "6")
+    result = run_train(workdir, 1)
+    assert "resumed from" in result.stdout and "at step 3" in result.stdout
+    resumed = saved_params(workdir, 6)
+    # Steps 4-6 on the other device count match up to float32 reduction order,
+    # which BatchNorm over a few values amplifies in single elements; a wrong
+    # optimizer state or data position would change the update as a whole.
+    update = jax.tree.map(np.subtract, uninterrupted, at_step3)
+    error = jax.tree.map(np.subtract, resumed, uninterrupted)
+    assert _global_norm(error) <= 0.02 * _global_norm(update)
 
 
 def test_sigterm_checkpoints_at_the_next_step_and_exits_cleanly(tmp_path):
@@ -253,43 +252,6 @@ def test_config_errors_are_one_line_and_early(tmp_path):
     )
     assert result.returncode != 0 and "no_such_field" in result.stderr
     assert not os.path.exists(tmp_path / "x" / "checkpoints")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_on_localhost_agree_with_one(tmp_path):
-    port = _free_port()
-    workdir = tmp_path / "two"
-    commands = [
-        train_command(workdir)
-        + [
-            f"--coordinator_address=127.0.0.1:{port}",
-            "--num_processes=2",
-            f"--process_id={i}",
-        ]
-        for i in range(2)
-    ]
-    processes = [
-        subprocess.Popen(
-            c,
-            env=device_env(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for c in commands
-    ]
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-    for p, out in zip(processes, outputs):
-        assert p.returncode == 0, out[-3000:]
-    run_train(tmp_path / "one", 2)
-    _assert_trees_close(
-        saved_params(workdir, 6), saved_params(tmp_path / "one", 6), rtol=1e-5, atol=1e-7
-    )
 
 
 def test_trains_with_device_augmentation_and_validates_on_real_videos(tmp_path):

@@ -2,13 +2,15 @@
 
     WORKDIR/config.json                  the training ConfigDict (as JSON)
     WORKDIR/checkpoints/<step>/state     the TrainState pytree (Orbax StandardSave)
-    WORKDIR/checkpoints/<step>/data      each process's Grain iterator position
     WORKDIR/metrics.jsonl, tensorboard/  written by the trainer's metric writer
 
 Orbax writes a step to a temporary directory and renames it to its number when
 complete, so a run killed mid-save resumes from the previous complete step, and a
 step directory named by a number is always whole. Restores go onto an abstract target
 carrying the current shardings, so a checkpoint saved on one mesh loads on any other.
+The data position is not saved: it is the step (data/global_batches.py), so a run
+resumes on any number of hosts. (Checkpoints of earlier versions also hold a `data`
+item, per-process Grain positions; it is ignored.)
 Every path goes through `squeezetime_jax.files`, so a workdir may be a gs:// URL.
 """
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 
@@ -27,7 +28,6 @@ from squeezetime_jax.checkpoints.errors import CheckpointError
 CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM = "state"
-DATA_ITEM = "data"
 
 
 def checkpoint_dir(workdir: files.PathLike) -> str:
@@ -107,34 +107,23 @@ def make_manager(
     *,
     max_to_keep: int | None = 3,
     async_save: bool = True,
-    with_data: bool = True,
 ) -> ocp.CheckpointManager:
-    item_names = (STATE_ITEM, DATA_ITEM) if with_data else (STATE_ITEM,)
-    handlers = {STATE_ITEM: ocp.StandardCheckpointHandler()}
-    if with_data:
-        handlers[DATA_ITEM] = grain.checkpoint.CheckpointHandler()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
     )
     return ocp.CheckpointManager(
         checkpoint_dir(workdir),
         options=options,
-        item_names=item_names,
-        item_handlers=handlers,
+        item_names=(STATE_ITEM,),
+        item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler()},
     )
 
 
 def save(
-    manager: ocp.CheckpointManager,
-    step: int,
-    state: Any,
-    data_iterator: Any | None = None,
-    force: bool = False,
+    manager: ocp.CheckpointManager, step: int, state: Any, force: bool = False
 ) -> bool:
-    items = {STATE_ITEM: ocp.args.StandardSave(state)}
-    if data_iterator is not None:
-        items[DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
-    return manager.save(step, args=ocp.args.Composite(**items), force=force)
+    args = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state)})
+    return manager.save(step, args=args, force=force)
 
 
 def abstract_with_shardings(abstract_tree: Any, shardings: Any) -> Any:
@@ -147,15 +136,7 @@ def abstract_with_shardings(abstract_tree: Any, shardings: Any) -> Any:
     )
 
 
-def restore(
-    manager: ocp.CheckpointManager,
-    step: int,
-    abstract_state: Any,
-    data_iterator: Any | None = None,
-) -> Any:
-    """Restores the state onto `abstract_state`'s shardings, and the iterator in place."""
-    items = {STATE_ITEM: ocp.args.StandardRestore(abstract_state)}
-    if data_iterator is not None:
-        items[DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
-    return restored[STATE_ITEM]
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+    """Restores the state onto `abstract_state`'s shardings."""
+    args = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(abstract_state)})
+    return manager.restore(step, args=args)[STATE_ITEM]

@@ -1,11 +1,11 @@
 """Grain datasets for training and evaluation over prepared ArrayRecord video data.
 
-Training: records sharded by process, then shuffled (a new order each epoch),
-repeated forever, decoded and augmented with a generator keyed on (seed, epoch,
-position), batched, and prefetched by worker processes. Because randomness is a
-function of position and batches are formed before the worker split, the batches do
-not depend on the number of workers, and the iterator state (a position) restores
-exactly.
+Training: one global order of all records (a new permutation each epoch, endless),
+cut into global batches; each process decodes and augments its rows of each global
+batch (data/global_batches.py) with a generator keyed on (seed, global position),
+then batches and prefetches with worker processes. A global batch is therefore the
+same whatever the number of processes or workers, and a run resumes at any step on
+any layout by starting at global batch `start_batch` (= the step).
 
 Evaluation: view-indexed. Every (video, clip, crop) is one element; processes take
 interleaved videos, and each pads its views with masked blanks to the same number of
@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from squeezetime_jax import files
-from squeezetime_jax.data import clips, tfds_builder, worker_lifetime
+from squeezetime_jax.data import clips, global_batches, tfds_builder, worker_lifetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +109,27 @@ def _seeds(seed: int) -> tuple[int, int]:
     return int(shuffle_seed), int(map_seed)
 
 
-def train_order(
-    num_records: int, *, seed: int, process_index: int, process_count: int
-) -> grain.MapDataset:
-    """Infinite sequence of record indices this process trains on, in order."""
+def train_order(num_records: int, *, seed: int) -> grain.MapDataset:
+    """The endless global order of record indices: every record once per epoch."""
     ds = grain.MapDataset.range(num_records)
-    ds = ds[process_index::process_count]  # shard before shuffling: a fixed subset each
     return ds.shuffle(seed=_seeds(seed)[0]).repeat(None)  # reshuffled each epoch
+
+
+class _TrainExample(grain.transforms.Map):
+    """Global position -> the augmented clip(s) of the record the order puts there.
+
+    The generator is keyed on (seed, global position), not on the position in this
+    process's stream, so the clip does not depend on the number of processes.
+    """
+
+    def __init__(self, order: grain.MapDataset, source, clip: clips.TrainClip, seed: int):
+        self._order, self._source, self._clip, self._seed = order, source, clip, seed
+
+    def map(self, position):
+        position = int(position)
+        index = int(self._order[position])
+        rng = np.random.default_rng([self._seed, position])
+        return self._clip.random_map((index, self._source[index]), rng)
 
 
 def make_train_dataset(
@@ -126,34 +140,35 @@ def make_train_dataset(
     split: str | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    start_batch: int = 0,
 ) -> grain.IterDataset:
     """Infinite dataset of dict(video uint8 (B,T,S,S,3), label int32 (B,), decode_failed bool (B,)).
 
-    With train.augment_on_device, batches also hold device_augment.PARAM_KEYS and the
-    step must call device_augment.augment_and_normalize(batch).
-
-    `iter(ds)` gives a checkpointable grain iterator (get_state/set_state, or Orbax via
-    grain.checkpoint.CheckpointSave/CheckpointRestore).
+    This process's rows of global batches `start_batch`, `start_batch` + 1, ...: a
+    resumed run passes its step. With train.augment_on_device, batches also hold
+    device_augment.PARAM_KEYS and the step must call
+    device_augment.augment_and_normalize(batch).
     """
     split = split or data_config.train.split
     pi, pc = _process_shard(process_index, process_count)
     source = open_source(data_config, split)
-    if len(source) < pc:
-        raise ValueError(
-            f"split {split!r} has {len(source)} videos, fewer than {pc} processes"
-        )
-    ds = train_order(len(source), seed=seed, process_index=pi, process_count=pc)
-    ds = ds.map(_WithRecord(source))
-    ds = ds.random_map(
-        clips.TrainClip(data_config, source, seed=seed), seed=_seeds(seed)[1]
-    )
+    if len(source) == 0:
+        raise ValueError(f"split {split!r} of {data_config.dataset!r} has no videos")
     repeats = int(data_config.train.get("repeated_augmentation", 1))
     if repeats < 1 or batch_size_per_process % repeats:
         raise ValueError(
             f"train.repeated_augmentation {repeats} must be >= 1 and divide "
             f"batch_size_per_process {batch_size_per_process}"
         )
-    ds = ds.batch(batch_size_per_process // repeats, drop_remainder=True)
+    # With repeated augmentation a global position is one window, giving R clips.
+    windows = batch_size_per_process // repeats
+    ds = global_batches.process_positions(
+        per_process=windows, process_index=pi, process_count=pc, start_batch=start_batch
+    )
+    clip = clips.TrainClip(data_config, source, seed=seed)
+    order = train_order(len(source), seed=seed)
+    ds = ds.map(_TrainExample(order, source, clip, _seeds(seed)[1]))
+    ds = ds.batch(windows, drop_remainder=True)
     if repeats > 1:
         ds = ds.map(_merge_repeats)
     if data_config.train.get("augment_on_device", False):

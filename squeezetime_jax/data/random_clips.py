@@ -4,10 +4,9 @@ Same batch layout and checkpointable iterator as the video pipeline, without any
 decoding, so a step's throughput can be measured apart from the input's. Select
 it with `config.data.dataset = "random"`.
 
-Unlike the video pipeline (which shards videos per process before shuffling),
-process p here takes slice p of each global batch of one global order, so a run
-on several processes sees exactly the batches of a one-process run: what the
-multi-process agreement tests need.
+Like the video pipeline, process p takes slice p of each global batch of one
+global order (data/global_batches.py), so a run on several processes sees exactly
+the batches of a one-process run, and a restart resumes at `start_batch`.
 """
 
 from __future__ import annotations
@@ -15,27 +14,19 @@ from __future__ import annotations
 import grain
 import numpy as np
 
+from squeezetime_jax.data import global_batches
+
 RANDOM_DATASET = "random"
 
 
-class _GlobalBatchSlice(grain.transforms.Map):
-    """Local position -> this process's element of the global order."""
+class _Record(grain.transforms.Map):
+    """Global position -> the record index the global order puts there."""
 
-    def __init__(
-        self,
-        order: grain.MapDataset,
-        per_process: int,
-        process_index: int,
-        process_count: int,
-    ):
+    def __init__(self, order: grain.MapDataset):
         self._order = order
-        self._per_process = per_process
-        self._offset = process_index * per_process
-        self._global = per_process * process_count
 
     def map(self, position):
-        batch, row = divmod(int(position), self._per_process)
-        return self._order[batch * self._global + self._offset + row]
+        return self._order[int(position)]
 
 
 class _RandomClip(grain.transforms.Map):
@@ -60,12 +51,16 @@ def make_random_train_dataset(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    start_batch: int = 0,
 ) -> grain.IterDataset:
-    """An endless, reshuffled-per-epoch stream of random clips."""
+    """An endless, reshuffled-per-epoch stream of random clips, from global batch `start_batch`."""
     order = grain.MapDataset.range(num_examples).shuffle(seed=seed).repeat(None)
-    positions = grain.MapDataset.range(len(order) // process_count)
-    ds = positions.map(
-        _GlobalBatchSlice(order, batch_size_per_process, process_index, process_count)
+    ds = global_batches.process_positions(
+        per_process=batch_size_per_process,
+        process_index=process_index,
+        process_count=process_count,
+        start_batch=start_batch,
     )
+    ds = ds.map(_Record(order))
     ds = ds.map(_RandomClip((num_frames, crop_size, crop_size, 3), num_classes, seed))
     return ds.batch(batch_size_per_process, drop_remainder=True).to_iter_dataset()

@@ -83,13 +83,28 @@ def _jax_preemption_service_running() -> bool:
     return state.client is not None and state.preemption_sync_manager is not None
 
 
-def _train_input(config, seed: int):
-    """The per-process training iterator and the number of training examples."""
+def _num_train_examples(config) -> int:
+    if config.data.dataset == RANDOM_DATASET:
+        return config.data.get("num_examples") or 1024
+    info = data_lib.dataset_info(config.data.data_dir, config.data.dataset)
+    if info.num_classes != config.model.num_classes:
+        raise ValueError(
+            f"dataset {config.data.dataset} has {info.num_classes} classes but "
+            f"model.num_classes is {config.model.num_classes}"
+        )
+    return info.num_examples[config.data.train.split]
+
+
+def _train_input(config, seed: int, start_step: int):
+    """This process's training batches, from those of step `start_step` on.
+
+    The position is the step: the global batches do not depend on the number of
+    processes, so a run resumes exactly on any layout.
+    """
     per_process = config.batch_size // jax.process_count()
     if config.data.dataset == RANDOM_DATASET:
-        num_examples = config.data.get("num_examples") or 1024
-        ds = make_random_train_dataset(
-            num_examples=num_examples,
+        return make_random_train_dataset(
+            num_examples=_num_train_examples(config),
             num_classes=config.model.num_classes,
             num_frames=config.model.num_frames,
             crop_size=config.data.train.crop_size,
@@ -97,18 +112,14 @@ def _train_input(config, seed: int):
             seed=seed,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
+            start_batch=start_step,
         )
-        return ds, num_examples
-    info = data_lib.dataset_info(config.data.data_dir, config.data.dataset)
-    if info.num_classes != config.model.num_classes:
-        raise ValueError(
-            f"dataset {config.data.dataset} has {info.num_classes} classes but "
-            f"model.num_classes is {config.model.num_classes}"
-        )
-    ds = data_lib.make_train_dataset(
-        config.data, batch_size_per_process=per_process, seed=seed
+    return data_lib.make_train_dataset(
+        config.data,
+        batch_size_per_process=per_process,
+        seed=seed,
+        start_batch=start_step,
     )
-    return ds, info.num_examples[config.data.train.split]
 
 
 INIT_REPORT = "init_from_report.json"
@@ -182,11 +193,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         jax.process_count(),
     )
 
-    # ---------------------------------------------------------------- input
-    train_ds, num_train = _train_input(config, config.seed)
+    # ---------------------------------------------------------------- input size
+    num_train = _num_train_examples(config)
     steps_per_epoch = max(num_train // config.batch_size, 1)
     total_steps = resolve_steps(config, "total", steps_per_epoch)
-    train_iter = iter(train_ds)
     if is_chief:
         _write_metadata(workdir, config)
 
@@ -204,7 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     latest = manager.latest_step()
     if latest is not None:
         target = workdir_lib.abstract_with_shardings(abstract_state, state_shardings)
-        state = workdir_lib.restore(manager, latest, target, train_iter)
+        state = workdir_lib.restore(manager, latest, target)
         logging.info("resumed from step %d", latest)
         if is_chief:
             print(
@@ -264,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # ---------------------------------------------------------------- loop
     preemption = _Preemption(manager)
     start_step = int(jax.device_get(state.step))
+    train_iter = iter(_train_input(config, config.seed, start_step))
     logging.info(
         "training steps %d..%d (%d per epoch)", start_step, total_steps, steps_per_epoch
     )
@@ -319,7 +330,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 )
         if at_save or preempted:
             with clock.paused():
-                workdir_lib.save(manager, step, state, train_iter, force=True)
+                workdir_lib.save(manager, step, state, force=True)
         if evaluator is not None and (step % eval_every == 0 or step == total_steps):
             with clock.paused():
                 run_validation(step)
