@@ -44,6 +44,7 @@ def initialize(
         jax.distributed.initialize()  # JAX's cluster detection names the peers
     else:
         return
+    _orbax_barriers_through_the_coordination_service()
     logging.info(
         "process %d of %d, %d local of %d global devices",
         jax.process_index(),
@@ -51,6 +52,25 @@ def initialize(
         jax.local_device_count(),
         jax.device_count(),
     )
+
+
+def _orbax_barriers_through_the_coordination_service() -> None:
+    """Orbax's barriers (manager creation, saves) wait on JAX's coordination service.
+
+    By default they are a collective over every device; between CPU processes that is
+    a gloo collective whose peers must connect within 30 s, so one host still
+    importing or compiling fails the run. The coordination service's barrier waits up
+    to Orbax's own timeout and runs nothing on the devices.
+    """
+    import orbax.checkpoint  # noqa: F401  (defines the flag)
+
+    name = "experimental_orbax_use_distributed_barrier"
+    if name in flags.FLAGS:
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()  # outside an absl app: defaults stand
+        flags.FLAGS[name].value = True
+    else:
+        logging.warning("this Orbax has no --%s; barriers use collectives", name)
 
 
 def tpu_chips_on_this_host() -> int:
