@@ -1,28 +1,27 @@
 """A TPU pod played on one machine: N train.py processes x M CPU devices each.
 
-    python scripts/pod_rehearsal.py                # full form (a few minutes)
+    python scripts/pod_rehearsal.py                # full form (several minutes)
     python scripts/pod_rehearsal.py --short        # the form the test suite runs
 
 The processes find each other through jax.distributed on 127.0.0.1 (gloo CPU
 collectives), and every path is gs:// on a local GCS emulator, as on a pod whose
-workers share a bucket. Checks, each printed as it passes:
+workers share a bucket: the prepared demo dataset, the workdirs, the evaluations.
+Each trainer reads its data with Grain worker processes. Checks, each printed as it
+passes:
 
+  watch     eval.py --watch beside the uninterrupted reference run evaluates each of
+            its checkpoints exactly once, and stops after the final one.
   preempt   SIGTERM to ONE process mid-run: every process saves the same step
             (JAX's preemption sync point) and exits cleanly within a bound.
-  resume    the run restarted on the same layout ends bit-identical to an
-            uninterrupted run (so it resumed at the exact data position);
-            restarted on other layouts (4x2, then 1x8; full form) it should end
-            within float32 reduction-order noise of it (largest difference printed).
-
-Known failure (full form): a restart on another number of processes stops at the
-data restore ("checkpoints/<step>/data/process_0-of-1.json does not exist"): Grain
-saves one iterator position per process and restores only onto the same process
-count. The short form therefore restarts on the same layout only.
-
-Not yet played here: kill -9 of one process during a save (the Grain workers' end
-with their trainer is tested in tests/test_worker_lifetime.py; a half-written GCS
-step is ignored by Orbax's commit file), and eval.py --watch beside the run
-(tests/test_gcs.py runs --watch on a gs:// workdir).
+  kill -9   the restarted run loses its chief to SIGKILL while a checkpoint is being
+            written (a step on GCS without its commit marker); the trainer's Grain
+            workers die with it; the slice is restarted (the other processes are
+            stopped, as a pod restart would) and resumes from the last complete
+            checkpoint; it then ends bit-identical to the reference run.
+  layouts   the preempted run restarted on other layouts (short: 1x4; full: 4x2,
+            then 1x8, with a preemption on each but the last) ends within float32
+            reduction-order noise of the reference (largest difference printed).
+            The data position is the step, so no layout change moves it.
 
 It cannot show TPU-specific behaviour: ICI/DCN collectives, libtpu, the TPU
 metadata server's cluster detection, real preemption notices, GCS latency.
@@ -44,8 +43,12 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from tests.fixtures.gcs_emulator import GcsEmulator  # noqa: E402
-from tests.training_utils import config_flags  # noqa: E402
+from tests.fixtures.demo_dataset import (  # noqa: E402
+    tiny_training_overrides,
+    write_demo_dataset,
+)
+from tests.fixtures.gcs_emulator import GcsEmulator, upload_tree  # noqa: E402
+from tests.training_utils import TINY_VARIANT, config_flags  # noqa: E402
 
 STOP_BOUND_S = 120.0  # from SIGTERM to every process exited
 
@@ -183,27 +186,121 @@ def identical(a, b) -> bool:
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def incomplete_steps(workdir: str) -> list[str]:
+    """Checkpoint directories on GCS that Orbax has not committed (yet)."""
+    from squeezetime_jax import files
+    from squeezetime_jax.checkpoints import workdir as checkpointing
+
+    root = checkpointing.checkpoint_dir(workdir)
+    files.refresh(root)
+    if not files.isdir(root):
+        return []
+    complete = {str(step) for step in checkpointing.complete_steps(workdir)}
+    return [name for name in files.listdir(root) if name not in complete]
+
+
+def watch_command(workdir: str, data: dict) -> list[str]:
+    return [
+        sys.executable,
+        os.path.join(REPO, "eval.py"),
+        f"--config={os.path.join(REPO, 'configs', 'k400.py')}:{TINY_VARIANT}",
+        *[f"--config.{k}={v}" for k, v in data.items() if k.startswith("data.")],
+        f"--checkpoint={workdir}",
+        "--protocol=val",
+        "--batch_size=2",
+        "--progress=false",
+        "--watch",
+        "--poll_seconds=0.5",
+        "--timeout=900",
+    ]
+
+
 def rehearse(short: bool, emulator: GcsEmulator, logs: str) -> dict:
+    from squeezetime_jax import files
     from squeezetime_jax.checkpoints import workdir as checkpointing
 
     env = {**os.environ, **emulator.env()}
     total = 6 if short else 24
     first = (2, 2) if short else (2, 4)
-    # Other layouts (full form only): a different process count does not restore
-    # yet, see the module docstring.
-    others = [] if short else [(4, 2), (1, 8)]
+    others = [(1, 4)] if short else [(4, 2), (1, 8)]
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()  # the preparation runs Grain, which reads absl flags
+    prepared, _, _ = write_demo_dataset(os.path.join(logs, "demo-data"))
+    data_url = emulator.gs("rehearsal", "data")
+    upload_tree(prepared, data_url)
     common = {
+        **tiny_training_overrides(data_url, num_workers=1),
         "total_steps": total,
-        "checkpoint_every_steps": total,
-        "keep_checkpoints": 10,
+        "checkpoint_every_steps": total // 2,
+        "keep_checkpoints": 100,
+        "eval_every_steps": 0,  # evaluation is eval.py --watch's job here
     }
     report: dict = {"layouts": [first, *others], "total_steps": total}
 
-    # An uninterrupted run: the reference every other run must end at.
+    # An uninterrupted run, the reference every other run must end at, with
+    # eval.py --watch beside it.
     reference = emulator.gs("rehearsal", "reference")
-    Pod(first, reference, env, logs, "reference", **common).wait(600)
+    pod = Pod(first, reference, env, logs, "reference", **common)
+    pod.wait_for(0, "step 1/", 600)  # config.json is written: the watch can start
+    watcher = subprocess.Popen(
+        watch_command(reference, common),
+        env={
+            **env,
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": REPO,
+        },
+        stdout=open(os.path.join(logs, "watch.log"), "w"),
+        stderr=subprocess.STDOUT,
+        cwd=logs,
+        preexec_fn=_die_with_parent,
+    )
+    pod.wait(600)
     want = final_params(reference, total)
     print(f"reference: {first[0]}x{first[1]} ran {total} steps uninterrupted", flush=True)
+    try:
+        watcher.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        raise AssertionError("eval.py --watch did not stop after the final step")
+    if watcher.returncode != 0:
+        raise AssertionError(f"eval.py --watch exited {watcher.returncode}; see watch.log")
+    lines = files.read_text(files.join(reference, "eval", "val", "metrics.jsonl"))
+    evaluated = [json.loads(line)["step"] for line in lines.splitlines()]
+    saved = checkpointing.complete_steps(reference)
+    if evaluated != saved:
+        raise AssertionError(f"--watch evaluated steps {evaluated}; saved {saved}")
+    report["watch"] = {"evaluated": evaluated}
+    print(f"watch: evaluated steps {evaluated}, each exactly once", flush=True)
 
     def preempt(layout, workdir, name, after_step):
         pod = Pod(layout, workdir, env, logs, name, **common)
@@ -225,32 +322,62 @@ def rehearse(short: bool, emulator: GcsEmulator, logs: str) -> dict:
         )
         return steps[0], took
 
-    # Same layout: preempted, restarted, bit-identical to the reference.
     same = emulator.gs("rehearsal", "same-layout")
     stopped, took = preempt(first, same, "same-preempt", 2)
     report["preempt"] = {"step": stopped, "exit_seconds": round(took, 1)}
     moved = emulator.gs("rehearsal", "other-layouts")
     copy_tree(same, moved)  # the same preempted run, restarted elsewhere below
-    restarted = Pod(first, same, env, logs, "same-resume", **common)
+
+    # Restarted on the same layout, saving every step; its chief is killed mid-save.
+    saving = {**common, "checkpoint_every_steps": 1, "async_checkpointing": True}
+    pod = Pod(first, same, env, logs, "same-killed", **saving)
+    deadline = time.monotonic() + 600
+    while not (pending := incomplete_steps(same)):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in pod.processes):
+            pod.kill()
+            raise AssertionError("kill -9: no checkpoint was seen in progress")
+        time.sleep(0.02)
+    chief = pod.processes[0]
+    workers = descendants(chief.pid)
+    chief.kill()  # SIGKILL to the process alone: its workers must go by themselves
+    chief.wait()
+    pod.kill()  # the rest of the slice, as the restart of a pod does
+    survivors = [pid for pid in workers if alive(pid)]
+    bound = time.monotonic() + 10
+    while survivors and time.monotonic() < bound:
+        time.sleep(0.1)
+        survivors = [pid for pid in survivors if alive(pid)]
+    if not workers or survivors:
+        raise AssertionError(
+            f"kill -9: the chief's {len(workers)} child processes; alive: {survivors}"
+        )
+    left = incomplete_steps(same)
+    resume_from = checkpointing.complete_steps(same)[-1]
+    restarted = Pod(first, same, env, logs, "same-resume", **saving)
     restarted.wait(600)
-    if f"at step {stopped}" not in restarted.text(0):
-        raise AssertionError("the restart did not resume from the preemption checkpoint")
+    if f"at step {resume_from}" not in restarted.text(0):
+        raise AssertionError(f"kill -9: the restart did not resume at step {resume_from}")
     if not identical(final_params(same, total), want):
         raise AssertionError("same layout: the resumed run differs from the reference")
-    report["same_layout"] = "bit-identical"
+    report["kill9"] = {
+        "seen_in_progress": pending,
+        "left_uncommitted": left,
+        "resumed_from": resume_from,
+        "child_processes_killed_with_it": len(workers),
+        "same_layout": "bit-identical",
+    }
     print(
-        f"resume: {first[0]}x{first[1]} again -> bit-identical to the reference", flush=True
+        f"kill -9: chief killed while writing {pending} ({len(workers)} child processes "
+        f"ended with it; uncommitted after: {left}); resumed from step {resume_from} "
+        "-> bit-identical to the reference",
+        flush=True,
     )
-    if not others:
-        return report
 
-    # Other layouts: preempted on each in turn, ends within float32 noise.
+    # Other layouts: preempted on each but the last, ends within float32 noise.
     chain = [stopped]
     for number, layout in enumerate(others):
-        last = number == len(others) - 1
-        if last:
-            pod = Pod(layout, moved, env, logs, f"moved-resume-{number}", **common)
-            pod.wait(600)
+        if number == len(others) - 1:
+            Pod(layout, moved, env, logs, f"moved-resume-{number}", **common).wait(600)
         else:
             stopped, _ = preempt(
                 layout, moved, f"moved-preempt-{number + 1}", chain[-1] + 3
@@ -261,7 +388,7 @@ def rehearse(short: bool, emulator: GcsEmulator, logs: str) -> dict:
     if not difference < 1e-4:
         raise AssertionError(f"other layouts: params differ by {difference:.3g}")
     print(
-        "resume: "
+        "layouts: "
         + " -> ".join(f"{a}x{b}" for a, b in [first, *others])
         + f" (stops at {chain}) ends within {difference:.2g} of the reference",
         flush=True,

@@ -1,8 +1,10 @@
 """The pod rehearsal's short form: 2 processes x 2 CPU devices on a GCS emulator.
 
-SIGTERM to one process: both save the same step and exit; the restart on the same
-layout ends bit-identical to an uninterrupted run (scripts/pod_rehearsal.py has
-the full form, with other layouts).
+eval.py --watch beside the run evaluates each checkpoint once; SIGTERM to one
+process: both save the same step and exit; SIGKILL of the chief mid-save: its
+workers die, the restart resumes from the last complete step and ends bit-identical
+to an uninterrupted run; a restart on 1 process x 4 devices ends within float32
+noise of it (scripts/pod_rehearsal.py has the full form, with more layouts).
 """
 
 import json
@@ -37,4 +39,9 @@ def test_short_rehearsal(tmp_path):
     outcome = json.loads(report.read_text())
     assert outcome["preempt"]["exit_seconds"] < 120
     assert 0 < outcome["preempt"]["step"] < outcome["total_steps"]
-    assert outcome["same_layout"] == "bit-identical"
+    assert outcome["watch"]["evaluated"] == [3, 6]
+    kill9 = outcome["kill9"]
+    assert kill9["same_layout"] == "bit-identical"
+    assert kill9["child_processes_killed_with_it"] >= 1  # the Grain worker at least
+    assert kill9["resumed_from"] < int(kill9["seen_in_progress"][0])
+    assert outcome["other_layouts"]["max_abs_param_difference"] < 1e-4

@@ -487,6 +487,8 @@ def watch(
                 if jax.process_index() == 0:
                     print(format_metrics(output.metrics), flush=True)
             last_new = time.monotonic()
+            # Read again: a run restarted with more steps rewrites its config.
+            last = final_step(workdir_lib.read_config(workdir))
             if last is not None and max(results) >= last:
                 break
     finally:
