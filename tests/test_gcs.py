@@ -1,4 +1,5 @@
-"""gs:// end to end against a local GCS emulator: data, workdir, resume, eval, convert.
+"""gs:// end to end against a local GCS emulator: data, workdir, resume, eval, convert,
+export (eval.py --watch on gs://, beside a live run: tests/test_pod_rehearsal.py).
 
 Every subprocess runs in an empty directory that must stay empty: a URL handled by
 os.path would land there as ./gs:/bucket/...
@@ -14,23 +15,12 @@ import pytest
 from absl import flags
 
 from squeezetime_jax import files
-from tests.fixtures.demo_dataset import DATASET, write_demo_dataset
+from tests.fixtures.demo_dataset import tiny_training_overrides, write_demo_dataset
 from tests.fixtures.gcs_emulator import GcsEmulator, upload_tree
 from tests.training_utils import REPO, TINY_VARIANT, config_flags, device_env
 
 pytest.importorskip("gcsfs", reason="the gcs extra is not installed")
 pytest.importorskip("gcp_storage_emulator", reason="the test extra is not installed")
-
-DATA_FLAGS = {
-    "data.dataset": DATASET,
-    "data.num_workers": 0,
-    "data.num_frames": 2,
-    "data.train.short_side": 48,
-    "data.train.crop_size": 32,
-    "data.val.short_side": 48,
-    "data.val.crop_size": 48,
-    "model.num_classes": 3,
-}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +84,7 @@ def test_train_resume_eval_watch_and_convert_on_gs(gcs, data_url, tmp_path):
     cwd.mkdir()
     env = {**device_env(2), **gcs.env(), "PYTHONPATH": REPO}
     workdir = gcs.gs("runs", "tiny")
-    overrides = {**DATA_FLAGS, "data.data_dir": data_url}
+    overrides = tiny_training_overrides(data_url)
 
     def train(total_steps):
         return _run(
@@ -133,21 +123,6 @@ def test_train_resume_eval_watch_and_convert_on_gs(gcs, data_url, tmp_path):
     assert metrics["num_videos_evaluated"] == 3 and 0 <= metrics["top1"] <= 1
     assert "top1" in evaluated.stdout
 
-    _run(
-        [
-            sys.executable,
-            os.path.join(REPO, "eval.py"),
-            *eval_flags,
-            "--watch",
-            "--poll_seconds=1",
-            "--timeout=60",
-        ],
-        cwd,
-        env,
-    )
-    watched = files.read_text(files.join(workdir, "eval", "val", "metrics.jsonl"))
-    assert [json.loads(line)["step"] for line in watched.splitlines()] == [3, 6]
-
     exported = gcs.gs("exported", "tiny.pth")
     _run(
         [sys.executable, "-m", "squeezetime_jax.convert", "to-torch", workdir, exported],
@@ -163,6 +138,26 @@ def test_train_resume_eval_watch_and_convert_on_gs(gcs, data_url, tmp_path):
     assert jax.tree.structure(from_pth) == jax.tree.structure(from_workdir)
     for got, want in zip(jax.tree.leaves(from_pth), jax.tree.leaves(from_workdir)):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    exported_dir = gcs.gs("exported", "mobile")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "squeezetime_jax.export",
+            f"--checkpoint={workdir}",
+            "--format=pytorch",
+            f"--out={exported_dir}",
+        ],
+        cwd,
+        env,
+    )
+    names = files.listdir(exported_dir)
+    assert {"squeezetime.pth", "squeezetime.pt2", "squeezetime_export_info.json"} <= set(
+        names
+    )
+    info = files.read_json(files.join(exported_dir, "squeezetime_export_info.json"))
+    assert all(check["passed"] for check in info["parity_vs_jax"])
 
     assert os.listdir(cwd) == []  # nothing landed in the working directory
 

@@ -26,7 +26,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import sys
 from typing import Sequence
 
@@ -253,10 +252,10 @@ def prepare_dataset(
     if isinstance(reencode, str):
         reencode = reencode_lib.parse_spec(reencode)
     check_config(config)
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
+    if files.isdir(out_dir) and files.listdir(out_dir):  # a local path or gs://
         if not overwrite:
             raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out_dir)
+        files.remove_tree(out_dir)
     entries, class_names = read_inputs(lists, config, classes)
 
     total = sum(len(es) for es in entries.values())

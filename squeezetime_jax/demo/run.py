@@ -366,10 +366,11 @@ def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
         os.path.join(paths.mobile, "squeezetime_export_info.json"), encoding="utf-8"
     ) as f:
         held_out = json.load(f)["int8_vs_float32_held_out"][0]
-    return {
-        k: held_out[k]
-        for k in ("clips", "agreement", "top1", "float32_top1", "accuracy_drop", "path")
+    summary = {
+        k: held_out[k] for k in ("clips", "agreement", "top1", "float32_top1", "accuracy_drop")
     }
+    summary["path"] = os.path.join(paths.mobile, held_out["path"])  # named in its dir
+    return summary
 
 
 def stage_report(

@@ -36,10 +36,12 @@ import dataclasses
 import importlib.util
 import json
 import os
+import tempfile
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from squeezetime_jax import files
 from squeezetime_jax.data.config import MEAN_RGB, STD_RGB
 from squeezetime_jax.data.normalize import normalize
 
@@ -477,6 +479,8 @@ def export_checkpoint(
     MissingExtraError when a format's packages are missing, and CheckpointError /
     ValueError for unusable checkpoints or sizes.
     """
+    if files.is_url(out_dir):
+        return _export_then_upload(dict(locals()))
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -613,6 +617,33 @@ def export_checkpoint(
     return checks
 
 
+def _export_then_upload(arguments: dict) -> list[Check | HeldOutCheck]:
+    """export_checkpoint to a gs:// (or other URL) out_dir.
+
+    The runtimes that check each file read local paths, so the files are written and
+    checked in a local directory, then uploaded (also when a check fails: the files
+    are kept for inspection, as locally).
+    """
+    out_dir = os.fspath(arguments["out_dir"])
+    with tempfile.TemporaryDirectory(prefix="squeezetime-export-") as local:
+
+        def upload() -> None:
+            for path in files.walk_files(local):
+                relative = os.path.relpath(path, local).replace(os.sep, "/")
+                files.write_bytes(files.join(out_dir, relative), files.read_bytes(path))
+
+        try:
+            checks = export_checkpoint(**{**arguments, "out_dir": local})
+        except ParityError as error:
+            upload()
+            raise ParityError(str(error).replace(local, out_dir)) from None
+        upload()
+    prefix = out_dir.rstrip("/") + "/"
+    return [
+        dataclasses.replace(c, path=c.path.replace(local + os.sep, prefix)) for c in checks
+    ]
+
+
 def write_info(
     stem: str,
     config,
@@ -652,8 +683,8 @@ def write_info(
         "metadata": record,
         "model_config": json.loads(config.to_json()),
         "batchnorm_folded": True,
-        "parity_vs_jax": [
-            dataclasses.asdict(c) | {"passed": c.passed}
+        "parity_vs_jax": [  # files named relative to this one: the directory may move
+            dataclasses.asdict(c) | {"path": os.path.basename(c.path), "passed": c.passed}
             for c in checks
             if isinstance(c, Check)
         ],
@@ -661,7 +692,12 @@ def write_info(
     held_out = [c for c in checks if isinstance(c, HeldOutCheck)]
     if held_out:
         info["int8_vs_float32_held_out"] = [
-            dataclasses.asdict(c) | {"accuracy_drop": c.accuracy_drop, "passed": c.passed}
+            dataclasses.asdict(c)
+            | {
+                "path": os.path.basename(c.path),
+                "accuracy_drop": c.accuracy_drop,
+                "passed": c.passed,
+            }
             for c in held_out
         ]
     path = stem + "_export_info.json"
