@@ -20,8 +20,10 @@ passes:
             checkpoint; it then ends bit-identical to the reference run.
   layouts   the preempted run restarted on other layouts (short: 1x4; full: 4x2,
             then 1x8, with a preemption on each but the last) ends within float32
-            reduction-order noise of the reference (largest difference printed).
-            The data position is the step, so no layout change moves it.
+            reduction-order noise of the reference: under 1% of the parameters'
+            movement since the first stop (largest element and step-by-step
+            training-loss differences printed). The data position is the step,
+            so no layout change moves it.
 
 It cannot show TPU-specific behaviour: ICI/DCN collectives, libtpu, the TPU
 metadata server's cluster detection, real preemption notices, GCS latency.
@@ -182,6 +184,16 @@ def training_losses(workdir: str) -> dict[int, float]:
     return losses
 
 
+def global_norm(a, b) -> float:
+    """The L2 norm of a - b over every parameter."""
+    import jax
+
+    leaves = zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    return float(
+        np.sqrt(sum(np.sum((np.asarray(x, np.float64) - y) ** 2) for x, y in leaves))
+    )
+
+
 def max_difference(a, b) -> float:
     import jax
 
@@ -260,7 +272,7 @@ def rehearse(short: bool, emulator: GcsEmulator, logs: str) -> dict:
     from squeezetime_jax.checkpoints import workdir as checkpointing
 
     env = {**os.environ, **emulator.env()}
-    total = 6 if short else 24
+    total = 6 if short else 12
     first = (2, 2) if short else (2, 4)
     others = [(1, 4)] if short else [(4, 2), (1, 8)]
     from absl import flags
@@ -398,20 +410,32 @@ def rehearse(short: bool, emulator: GcsEmulator, logs: str) -> dict:
                 layout, moved, f"moved-preempt-{number + 1}", chain[-1] + 3
             )
             chain.append(stopped)
-    difference = max_difference(final_params(moved, total), want)
+    got = final_params(moved, total)
+    difference = max_difference(got, want)
+    # Relative to how far the parameters moved since the first stop: float32
+    # reduction order differs across layouts, and BatchNorm over a few values per
+    # channel amplifies it step by step; a wrong data position or optimizer state
+    # would change the update as a whole.
+    update = global_norm(want, final_params(moved, chain[0]))
+    relative = global_norm(got, want) / update
     losses = [training_losses(workdir) for workdir in (reference, moved)]
     loss_difference = max(abs(losses[0][step] - losses[1][step]) for step in losses[0])
     report["other_layouts"] = {
         "stops": chain,
         "max_abs_param_difference": difference,
+        "relative_param_difference": relative,
         "max_abs_loss_difference": loss_difference,
     }
-    if not difference < 1e-4:
-        raise AssertionError(f"other layouts: params differ by {difference:.3g}")
+    if not relative < 0.01:
+        raise AssertionError(
+            f"other layouts: params differ by {relative:.3g} of the update "
+            f"(largest element {difference:.3g})"
+        )
     print(
         "layouts: "
         + " -> ".join(f"{a}x{b}" for a, b in [first, *others])
-        + f" (stops at {chain}) ends within {difference:.2g} of the reference "
+        + f" (stops at {chain}) ends within {relative:.2g} of the update since step "
+        + f"{chain[0]} (largest element {difference:.2g}) of the reference "
         + f"(training losses within {loss_difference:.2g} at every step)",
         flush=True,
     )

@@ -44,4 +44,6 @@ def test_short_rehearsal(tmp_path):
     assert kill9["same_layout"] == "bit-identical"
     assert kill9["child_processes_killed_with_it"] >= 1  # the Grain worker at least
     assert kill9["resumed_from"] < int(kill9["seen_in_progress"][0])
-    assert outcome["other_layouts"]["max_abs_param_difference"] < 1e-4
+    moved = outcome["other_layouts"]
+    assert moved["relative_param_difference"] < 0.01
+    assert moved["max_abs_param_difference"] < 1e-4  # 3 steps: little room to grow
