@@ -14,4 +14,7 @@ fi
 export TPU_LIBRARY_PATH="$PWD/$LIBTPU_DIR/libtpu/libtpu.so"
 .venv/bin/ruff format --check --quiet .
 .venv/bin/ruff check --quiet .
-exec .venv/bin/python -m pytest -q "$@"
+# Two pytest workers (pytest-xdist), each taking whole test files: most tests spend
+# their time in single-threaded compiles, subprocess start-ups and waits, so two
+# share two cores well. PYTEST_WORKERS=0 runs everything in this process.
+exec .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
