@@ -367,7 +367,8 @@ def stage_export(paths: DemoPaths, quick: bool) -> dict | None:
     ) as f:
         held_out = json.load(f)["int8_vs_float32_held_out"][0]
     summary = {
-        k: held_out[k] for k in ("clips", "agreement", "top1", "float32_top1", "accuracy_drop")
+        k: held_out[k]
+        for k in ("clips", "agreement", "top1", "float32_top1", "accuracy_drop")
     }
     summary["path"] = os.path.join(paths.mobile, held_out["path"])  # named in its dir
     return summary
