@@ -16,7 +16,9 @@ outputs - donated aliases + temporaries) against the chip's HBM, compile time,
 a roofline estimate (time per clip = max(FLOPs / peak FLOP/s, bytes / HBM
 bandwidth); MFU = the FLOP time over that), and the largest fusions of the optimized
 HLO by the bytes they read and write, named back to the model's layers through the
-op metadata (Flax module paths). Nothing runs: these are the compiler's figures.
+op metadata (Flax module paths), with an estimate of the HBM part of the bytes from the
+optimized HLO's layouts (`hbm_traffic_estimate`: tiled sizes, on-chip memory left out).
+Nothing runs: these are the compiler's figures.
 
 Topology names are libtpu's: v4:2x2x1, v5e:2x2, v5e:4x4 (4 hosts), v5p:2x2x1,
 v6e:2x2, ... A topology's devices may be TensorCores rather than chips (v4 without
