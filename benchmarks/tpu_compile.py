@@ -185,7 +185,8 @@ def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
     ('ops'; 'ops_logical' without tile padding); a prefetch (copy-start, the slices
     libtpu joins with ConcatBitcast) counts its HBM side ('prefetch'). Operands and
     results in on-chip memory (S(1)) do not count. The compiler's own 'bytes accessed'
-    counts every memory space and every fused read: this is the HBM part, roughly.
+    is larger (it counts a convolution at about twice its operands and result,
+    BENCHMARKS.md, "TPU programs"); this is a rough read-once estimate of HBM traffic.
     """
     lines = hlo_text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("ENTRY")), None)
