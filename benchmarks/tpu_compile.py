@@ -110,6 +110,8 @@ def chips_of(devices) -> int:
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\([^=]*\)|\S+) ([\w\-]+)\((.*)$")
 _OPERAND = re.compile(r"%([\w.\-]+)")
+# libtpu numbers long tuples' elements in comments (/*index=5*/), "=" included.
+_COMMENT = re.compile(r"/\*.*?\*/")
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
 # Bookkeeping, and asynchronous copies and slices (prefetches between memory
 # spaces, which libtpu splits into slices and joins again with a ConcatBitcast: the
@@ -197,7 +199,7 @@ def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
     for line in lines[start + 1 :]:
         if line.startswith("}"):
             break
-        match = _INSTRUCTION.match(line)
+        match = _INSTRUCTION.match(_COMMENT.sub("", line))
         if not match:
             continue
         name, shape, opcode, rest = match.groups()
@@ -247,7 +249,7 @@ def top_level_ops(hlo_text: str) -> list[dict[str, Any]]:
     for line in lines[start + 1 :]:
         if line.startswith("}"):
             break
-        match = _INSTRUCTION.match(line)
+        match = _INSTRUCTION.match(_COMMENT.sub("", line))
         if not match:
             continue
         name, shape, opcode, rest = match.groups()

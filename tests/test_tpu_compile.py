@@ -149,3 +149,20 @@ def test_hbm_traffic_estimate_counts_tiled_hbm_arrays_and_prefetches():
     }
     # Prefetches are not listed among the computations.
     assert [op["name"] for op in tpu_compile.top_level_ops(hlo)] == ["f"]
+
+
+def test_long_tuples_with_index_comments_are_parsed():
+    # libtpu writes /*index=5*/ before a tuple's sixth element: an "=" in the shape.
+    shape = "(" + ", ".join(["bf16[8,128]{1,0:T(8,128)(2,1)}"] * 5)
+    shape += ", /*index=5*/bf16[8,128]{1,0:T(8,128)(2,1)})"
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p0: bf16[8,128]) -> bf16[8,128] {",
+            "  %p0 = bf16[8,128]{1,0:T(8,128)(2,1)} parameter(0)",
+            f"  ROOT %f = {shape} fusion(%p0), kind=kLoop",
+            "}",
+        ]
+    )
+    (op,) = tpu_compile.top_level_ops(hlo)
+    assert op["bytes"] == 7 * 8 * 128 * 2
+    assert tpu_compile.hbm_traffic_estimate(hlo)["ops"] == 7 * 8 * 128 * 2
