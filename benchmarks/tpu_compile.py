@@ -16,7 +16,9 @@ outputs - donated aliases + temporaries) against the chip's HBM, compile time,
 a roofline estimate (time per clip = max(FLOPs / peak FLOP/s, bytes / HBM
 bandwidth); MFU = the FLOP time over that), and the largest fusions of the optimized
 HLO by the bytes they read and write, named back to the model's layers through the
-op metadata (Flax module paths). Nothing runs: these are the compiler's figures.
+op metadata (Flax module paths), with an estimate of the HBM part of the bytes from the
+optimized HLO's layouts (`hbm_traffic_estimate`: tiled sizes, on-chip memory left out).
+Nothing runs: these are the compiler's figures.
 
 Topology names are libtpu's: v4:2x2x1, v5e:2x2, v5e:4x4 (4 hosts), v5p:2x2x1,
 v6e:2x2, ... A topology's devices may be TensorCores rather than chips (v4 without
@@ -34,6 +36,8 @@ import re
 import sys
 import time
 from typing import Any
+
+import numpy as np
 
 # A CPU host compiling for TPU: JAX's own backend stays the CPU (no TPU probe, no
 # libtpu lock held for the process), and libtpu may be loaded by several processes.
@@ -106,8 +110,11 @@ def chips_of(devices) -> int:
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\([^=]*\)|\S+) ([\w\-]+)\((.*)$")
 _OPERAND = re.compile(r"%([\w.\-]+)")
+# libtpu numbers long tuples' elements in comments (/*index=5*/), "=" included.
+_COMMENT = re.compile(r"/\*.*?\*/")
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
-# Bookkeeping, and asynchronous copies (prefetches between memory spaces: the
+# Bookkeeping, and asynchronous copies and slices (prefetches between memory
+# spaces, which libtpu splits into slices and joins again with a ConcatBitcast: the
 # compiler's byte count has them; the list shows computations).
 _NOT_LISTED = (
     "parameter",
@@ -116,7 +123,9 @@ _NOT_LISTED = (
     "tuple",
     "bitcast",
     "copy-start",
+    "slice-start",
 )
+_NOT_LISTED_TARGETS = ('custom_call_target="ConcatBitcast"',)
 _DTYPE_BYTES = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2}
 _DTYPE_BYTES.update({"f16": 2, "s16": 2, "u16": 2, "s8": 1, "u8": 1, "pred": 1})
 
@@ -132,6 +141,89 @@ def shape_bytes(shape: str) -> int:
             size *= int(d)
         total += size * _DTYPE_BYTES[dtype]
     return total
+
+
+_ARRAY = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\](\{[^}]*\})?")
+
+
+def hbm_arrays(shape: str) -> list[tuple[int, int, bool]]:
+    """(logical bytes, tiled bytes, in HBM) for each array of an HLO shape.
+
+    Tiled bytes round the two most minor dimensions up to the layout's first tile
+    (T(8,128): the minor to 128, the next to 8), as TPU memory holds them; an array
+    with a memory space S(n), n > 0 (on-chip memory), is not in HBM.
+    """
+    arrays = []
+    for dtype, dims, layout in _ARRAY.findall(shape):
+        if dtype not in _DTYPE_BYTES:
+            continue
+        sizes = [int(d) for d in dims.split(",") if d]
+        padded = list(sizes)
+        in_hbm = True
+        match = re.fullmatch(r"\{([\d,]*)(?::(.*))?\}", layout or "")
+        if match:
+            minor_to_major = [int(d) for d in match.group(1).split(",") if d]
+            rest = match.group(2) or ""
+            in_hbm = not re.search(r"S\([1-9]\d*\)", rest)
+            tile = re.match(r"T\(([\d,]+)\)", rest)
+            if tile and minor_to_major:
+                for dim, t in zip(minor_to_major, reversed(tile.group(1).split(","))):
+                    padded[dim] = -(-padded[dim] // int(t)) * int(t)
+        itemsize = _DTYPE_BYTES[dtype]
+        arrays.append(
+            (
+                int(np.prod(sizes, dtype=np.int64)) * itemsize,
+                int(np.prod(padded, dtype=np.int64)) * itemsize,
+                in_hbm,
+            )
+        )
+    return arrays
+
+
+def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
+    """Bytes the ENTRY computation moves to and from HBM, estimated from its layouts.
+
+    Each op's operands and results that live in HBM count once, at their tiled size
+    ('ops'; 'ops_logical' without tile padding); a prefetch (copy-start, the slices
+    libtpu joins with ConcatBitcast) counts its HBM side ('prefetch'). Operands and
+    results in on-chip memory (S(1)) do not count. The compiler's own 'bytes accessed'
+    is larger (it counts a convolution at about twice its operands and result,
+    BENCHMARKS.md, "TPU programs"); this is a rough read-once estimate of HBM traffic.
+    """
+    lines = hlo_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("ENTRY")), None)
+    totals = {"ops": 0, "ops_logical": 0, "prefetch": 0}
+    if start is None:
+        return totals
+    arrays: dict[str, list[tuple[int, int, bool]]] = {}
+    for line in lines[start + 1 :]:
+        if line.startswith("}"):
+            break
+        match = _INSTRUCTION.match(_COMMENT.sub("", line))
+        if not match:
+            continue
+        name, shape, opcode, rest = match.groups()
+        arrays[name] = hbm_arrays(shape)
+        if opcode in ("slice-start", "copy-start"):
+            # ((operand), destination, ...): what is in HBM is read or written once;
+            # a slice reads its destination's worth of its operand.
+            source, destination = arrays[name][0], arrays[name][1]
+            if opcode == "slice-start":
+                source = (source[0], destination[1], source[2])
+            totals["prefetch"] += sum(a[1] for a in (source, destination) if a[2])
+            continue
+        if opcode in _NOT_LISTED or opcode.endswith("-done"):
+            continue
+        if any(target in line for target in _NOT_LISTED_TARGETS):
+            continue
+        operands = _OPERAND.findall(rest.split("),", 1)[0])
+        for logical, tiled, in_hbm in (
+            a for o in operands + [name] for a in arrays.get(o, ())
+        ):
+            if in_hbm:
+                totals["ops"] += tiled
+                totals["ops_logical"] += logical
+    return totals
 
 
 def layer_of(op_name: str) -> str:
@@ -157,12 +249,14 @@ def top_level_ops(hlo_text: str) -> list[dict[str, Any]]:
     for line in lines[start + 1 :]:
         if line.startswith("}"):
             break
-        match = _INSTRUCTION.match(line)
+        match = _INSTRUCTION.match(_COMMENT.sub("", line))
         if not match:
             continue
         name, shape, opcode, rest = match.groups()
         sizes[name] = shape_bytes(shape)
         if opcode in _NOT_LISTED or opcode.endswith("-done"):
+            continue
+        if any(target in line for target in _NOT_LISTED_TARGETS):
             continue
         args = rest.split("),", 1)[0]
         read = sum(sizes.get(o, 0) for o in _OPERAND.findall(args))
@@ -280,6 +374,7 @@ def compile_program(config, devices, program: str, per_chip_batch: int) -> dict[
         "lower_s": lower_s,
         "compile_s": compile_s,
         "ops": top_level_ops(hlo),
+        "hbm_estimate": {k: v * per_chip for k, v in hbm_traffic_estimate(hlo).items()},
         "hlo": hlo,
     }
 
@@ -302,6 +397,14 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "peak_hbm_gib": peak_hbm / 2**30,
         "temp_gib": result["temp_bytes"] / 2**30,
     }
+    estimate = result.get("hbm_estimate")
+    if estimate:
+        hlo_bytes = (estimate["ops"] + estimate["prefetch"]) / b
+        out.update(
+            hlo_gb_per_clip=hlo_bytes / 1e9,
+            hlo_flops_per_byte=flops / hlo_bytes,
+            hlo_padding=estimate["ops"] / max(estimate["ops_logical"], 1) - 1,
+        )
     if chip is not None:
         flop_s, byte_s = flops / chip.bf16_flops, nbytes / chip.hbm_bytes_per_s
         roofline = max(flop_s, byte_s)
@@ -313,6 +416,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             mfu=flop_s / roofline,
             bound="memory" if byte_s > flop_s else "compute",
         )
+        if estimate:
+            hlo_s = max(flop_s, hlo_bytes / chip.hbm_bytes_per_s)
+            out.update(hlo_clips_per_s=1.0 / hlo_s, hlo_mfu=flop_s / hlo_s)
     return out
 
 
@@ -347,6 +453,20 @@ def report(result: dict[str, Any], top: int, out=sys.stdout) -> None:
                 f"; {s['clips_per_s'] / PAPER_V100_CLIPS_PER_S:.1f}x the paper's "
                 f"{PAPER_V100_CLIPS_PER_S:.0f} clips/s on a V100"
                 if result["program"] == "inference"
+                else ""
+            ),
+            file=out,
+        )
+    if "hlo_gb_per_clip" in s:
+        print(
+            f"HBM traffic estimated from the optimized HLO's layouts (ENTRY ops' HBM "
+            f"operands and results at tiled size, and prefetches): "
+            f"{s['hlo_gb_per_clip']:.3f} GB per clip ({s['hlo_flops_per_byte']:.1f} "
+            f"FLOPs/byte; tile padding adds {s['hlo_padding']:.0%})"
+            + (
+                f"; roofline on it {s['hlo_clips_per_s']:,.0f} clips/s, MFU "
+                f"{s['hlo_mfu']:.0%}"
+                if "hlo_clips_per_s" in s
                 else ""
             ),
             file=out,

@@ -116,3 +116,53 @@ def test_hlo_accounting():
     (op,) = tpu_compile.top_level_ops(hlo)
     assert op["bytes"] == 64 + 32 + 64 and op["opcode"] == "fusion:kLoop"
     assert op["layer"] == "f/backbone/bn1 (mul)"  # jit(f): the program, then layers
+
+
+def test_hbm_traffic_estimate_counts_tiled_hbm_arrays_and_prefetches():
+    # 16 channels minor in T(8,128) tiles: padded to 128 lanes, 8x the logical bytes.
+    ((logical, tiled, in_hbm),) = tpu_compile.hbm_arrays(
+        "bf16[64,56,56,16]{3,0,2,1:T(8,128)(2,1)}"
+    )
+    assert (logical, tiled, in_hbm) == (64 * 56 * 56 * 16 * 2, 64 * 56 * 56 * 128 * 2, True)
+    ((_, _, in_hbm),) = tpu_compile.hbm_arrays("bf16[8,128]{1,0:T(8,128)(2,1)S(1)}")
+    assert not in_hbm  # on-chip memory
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p0: bf16[16,128]) -> bf16[16,128] {",
+            "  %p0 = bf16[16,128]{1,0:T(8,128)(2,1)} parameter(0)",
+            "  %s = ((bf16[16,128]{1,0:T(8,128)(2,1)}), bf16[8,128]{1,0:T(8,128)(2,1)S(1)}, "
+            "s32[]{:S(2)}) slice-start(%p0), slice={[0:8], [0:128]}",
+            "  %d = bf16[8,128]{1,0:T(8,128)(2,1)S(1)} slice-done(%s)",
+            "  %c = bf16[8,128]{1,0:T(8,128)(2,1)S(1)} custom-call(%d), "
+            'custom_call_target="ConcatBitcast"',
+            "  ROOT %f = bf16[16,128]{1,0:T(8,128)(2,1)} fusion(%p0, %c), kind=kLoop",
+            "}",
+        ]
+    )
+    estimate = tpu_compile.hbm_traffic_estimate(hlo)
+    # The slice reads 8 of the 16 rows; the fusion reads p0 (HBM) and c (on chip)
+    # and writes its result to HBM.
+    assert estimate == {
+        "prefetch": 8 * 128 * 2,
+        "ops": 2 * 16 * 128 * 2,
+        "ops_logical": 2 * 16 * 128 * 2,
+    }
+    # Prefetches are not listed among the computations.
+    assert [op["name"] for op in tpu_compile.top_level_ops(hlo)] == ["f"]
+
+
+def test_long_tuples_with_index_comments_are_parsed():
+    # libtpu writes /*index=5*/ before a tuple's sixth element: an "=" in the shape.
+    shape = "(" + ", ".join(["bf16[8,128]{1,0:T(8,128)(2,1)}"] * 5)
+    shape += ", /*index=5*/bf16[8,128]{1,0:T(8,128)(2,1)})"
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p0: bf16[8,128]) -> bf16[8,128] {",
+            "  %p0 = bf16[8,128]{1,0:T(8,128)(2,1)} parameter(0)",
+            f"  ROOT %f = {shape} fusion(%p0), kind=kLoop",
+            "}",
+        ]
+    )
+    (op,) = tpu_compile.top_level_ops(hlo)
+    assert op["bytes"] == 7 * 8 * 128 * 2
+    assert tpu_compile.hbm_traffic_estimate(hlo)["ops"] == 7 * 8 * 128 * 2
