@@ -1,6 +1,6 @@
 """A TPU pod played on one machine: N train.py processes x M CPU devices each.
 
-    python scripts/pod_rehearsal.py                # full form (several minutes)
+    python scripts/pod_rehearsal.py                # full form (about 10 minutes)
     python scripts/pod_rehearsal.py --short        # the form the test suite runs
 
 The processes find each other through jax.distributed on 127.0.0.1 (gloo CPU
