@@ -50,24 +50,10 @@ from tests.fixtures.demo_dataset import (  # noqa: E402
     write_demo_dataset,
 )
 from tests.fixtures.gcs_emulator import GcsEmulator, upload_tree  # noqa: E402
+from tests.fixtures.processes import alive, descendants, dies_with_parent, free_port  # noqa: E402
 from tests.training_utils import TINY_VARIANT, config_flags  # noqa: E402
 
 STOP_BOUND_S = 120.0  # from SIGTERM to every process exited
-
-
-def _die_with_parent() -> None:
-    """In each train.py: SIGKILL when the rehearsal itself dies (Linux)."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Pod:
@@ -77,7 +63,7 @@ class Pod:
         self.processes_count, devices = layout
         self.logs = []
         self.processes = []
-        port = _free_port()
+        port = free_port()
         process_env = {
             **env,
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
@@ -104,7 +90,7 @@ class Pod:
                     stderr=subprocess.STDOUT,
                     cwd=logs,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=dies_with_parent(signal.SIGKILL),
                 )
             )
 
@@ -210,34 +196,6 @@ def identical(a, b) -> bool:
     )
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def incomplete_steps(workdir: str) -> list[str]:
     """Checkpoint directories on GCS that Orbax has not committed (yet)."""
     from squeezetime_jax import files
@@ -309,7 +267,7 @@ def rehearse(short: bool, emulator: GcsEmulator, logs: str) -> dict:
         stdout=open(os.path.join(logs, "watch.log"), "w"),
         stderr=subprocess.STDOUT,
         cwd=logs,
-        preexec_fn=_die_with_parent,
+        preexec_fn=dies_with_parent(signal.SIGKILL),
     )
     pod.wait(600)
     want = final_params(reference, total)

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from squeezetime_jax.models import build_model
 from squeezetime_jax.training import mesh as mesh_lib
 from squeezetime_jax.training.state import create_train_state, init_train_state
 from tests.fixtures.demo_dataset import small_data_config, write_demo_dataset
+from tests.fixtures.processes import free_port
 from tests.training_utils import REPO, device_env, tiny_config
 
 # 5 videos x (2 clips x 3 crops) = 30 views in batches of 8: the last batch is uneven.
@@ -366,9 +366,7 @@ def test_two_processes_gather_every_view_once(workdir, prepared, result_1, tmp_p
     """eval.py in two processes (one device each) on the workdir: each restores the
     checkpoint onto the two-process mesh, evaluates its videos, and process 0 writes
     the same results as one process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = tmp_path / "eval"
     commands = [
         _eval_command(workdir[0], prepared[0], out)

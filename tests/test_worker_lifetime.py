@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+from tests.fixtures.processes import alive
 from tests.training_utils import REPO
 
 PARENT = textwrap.dedent(
@@ -32,15 +33,6 @@ PARENT = textwrap.dedent(
 )
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
-        return f.read().split()[2] != "Z"
-
-
 def _orphan_survives(mode, tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
@@ -54,9 +46,9 @@ def _orphan_survives(mode, tmp_path):
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(child):
+    while time.monotonic() < deadline and alive(child):
         time.sleep(0.1)
-    survived = _alive(child)
+    survived = alive(child)
     if survived:
         os.kill(child, signal.SIGKILL)
     return survived
