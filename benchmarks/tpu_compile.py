@@ -35,7 +35,7 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -180,6 +180,27 @@ def hbm_arrays(shape: str) -> list[tuple[int, int, bool]]:
     return arrays
 
 
+def entry_instructions(hlo_text: str) -> Iterator[tuple[str, tuple[str, str, str, str]]]:
+    """(line, (name, shape, opcode, rest)) for each instruction of the ENTRY computation."""
+    lines = hlo_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("ENTRY")), None)
+    if start is None:
+        return
+    for line in lines[start + 1 :]:
+        if line.startswith("}"):
+            return
+        match = _INSTRUCTION.match(_COMMENT.sub("", line))
+        if match:
+            yield line, match.groups()
+
+
+def listed(line: str, opcode: str) -> bool:
+    """An op that moves data of its own (not a tuple, bitcast, -done half, ...)."""
+    if opcode in _NOT_LISTED or opcode.endswith("-done"):
+        return False
+    return not any(target in line for target in _NOT_LISTED_TARGETS)
+
+
 def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
     """Bytes the ENTRY computation moves to and from HBM, estimated from its layouts.
 
@@ -190,19 +211,9 @@ def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
     is larger (it counts a convolution at about twice its operands and result,
     BENCHMARKS.md, "TPU programs"); this is a rough read-once estimate of HBM traffic.
     """
-    lines = hlo_text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("ENTRY")), None)
     totals = {"ops": 0, "ops_logical": 0, "prefetch": 0}
-    if start is None:
-        return totals
     arrays: dict[str, list[tuple[int, int, bool]]] = {}
-    for line in lines[start + 1 :]:
-        if line.startswith("}"):
-            break
-        match = _INSTRUCTION.match(_COMMENT.sub("", line))
-        if not match:
-            continue
-        name, shape, opcode, rest = match.groups()
+    for line, (name, shape, opcode, rest) in entry_instructions(hlo_text):
         arrays[name] = hbm_arrays(shape)
         if opcode in ("slice-start", "copy-start"):
             # ((operand), destination, ...): what is in HBM is read or written once;
@@ -212,9 +223,7 @@ def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
                 source = (source[0], destination[1], source[2])
             totals["prefetch"] += sum(a[1] for a in (source, destination) if a[2])
             continue
-        if opcode in _NOT_LISTED or opcode.endswith("-done"):
-            continue
-        if any(target in line for target in _NOT_LISTED_TARGETS):
+        if not listed(line, opcode):
             continue
         operands = _OPERAND.findall(rest.split("),", 1)[0])
         for logical, tiled, in_hbm in (
@@ -239,24 +248,11 @@ def layer_of(op_name: str) -> str:
 def top_level_ops(hlo_text: str) -> list[dict[str, Any]]:
     """The ENTRY computation's fusions, convolutions, dots, copies and collectives,
     each with the bytes it reads and writes (operands + result) and its layer."""
-    lines = hlo_text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.startswith("ENTRY"))
-    except StopIteration:
-        return []
     sizes: dict[str, int] = {}
     found = []
-    for line in lines[start + 1 :]:
-        if line.startswith("}"):
-            break
-        match = _INSTRUCTION.match(_COMMENT.sub("", line))
-        if not match:
-            continue
-        name, shape, opcode, rest = match.groups()
+    for line, (name, shape, opcode, rest) in entry_instructions(hlo_text):
         sizes[name] = shape_bytes(shape)
-        if opcode in _NOT_LISTED or opcode.endswith("-done"):
-            continue
-        if any(target in line for target in _NOT_LISTED_TARGETS):
+        if not listed(line, opcode):
             continue
         args = rest.split("),", 1)[0]
         read = sum(sizes.get(o, 0) for o in _OPERAND.findall(args))
