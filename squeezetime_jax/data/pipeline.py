@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 from typing import Any, Mapping
 
 import grain
@@ -25,7 +26,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from squeezetime_jax import files
-from squeezetime_jax.data import clips, global_batches, tfds_builder, worker_lifetime
+from squeezetime_jax.data import (
+    batch_slots,
+    clips,
+    global_batches,
+    tfds_builder,
+    worker_lifetime,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +91,8 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
+def prefetch_with_workers(ds: grain.IterDataset, data_config) -> grain.IterDataset:
+    """`ds` made by data.num_workers processes (Grain's mp_prefetch); 0: in this one."""
     if data_config.num_workers <= 0:
         return ds
     _ensure_absl_flags_parsed()
@@ -97,7 +105,8 @@ def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
     )
 
 
-def _read_options(data_config) -> grain.ReadOptions:
+def read_options(data_config) -> grain.ReadOptions:
+    """Read-ahead inside each worker: data.read_threads, data.worker_buffer_size."""
     return grain.ReadOptions(
         num_threads=data_config.read_threads,
         prefetch_buffer_size=max(1, data_config.worker_buffer_size),
@@ -162,15 +171,9 @@ def make_train_dataset(
         )
     # With repeated augmentation a global position is one window, giving R clips.
     windows = batch_size_per_process // repeats
-    ds = global_batches.process_positions(
-        per_process=windows, process_index=pi, process_count=pc, start_batch=start_batch
-    )
     clip = clips.TrainClip(data_config, source, seed=seed)
     order = train_order(len(source), seed=seed)
-    ds = ds.map(_TrainExample(order, source, clip, _seeds(seed)[1]))
-    ds = ds.batch(windows, drop_remainder=True)
-    if repeats > 1:
-        ds = ds.map(_merge_repeats)
+    example = _TrainExample(order, source, clip, _seeds(seed)[1])
     if data_config.train.get("augment_on_device", False):
         # The clips arrive unaugmented: a step that only normalizes trains without
         # flip, jitter or erasing.
@@ -178,8 +181,57 @@ def make_train_dataset(
             "train.augment_on_device: the train step must call "
             "device_augment.augment_and_normalize(batch)"
         )
-    ds = ds.to_iter_dataset(_read_options(data_config))
-    return _prefetch(ds, data_config)
+    position = global_batches.GlobalPosition(windows, pi, pc)
+    if data_config.num_workers > 0 and data_config.get("batch_slots", True):
+        examples = _BatchExamples(example, position, windows)
+        stop = sys.maxsize // (2 * windows * pc)  # global positions stay below maxsize
+        return slot_batches(data_config, examples, windows, repeats, start_batch, stop)
+    ds = global_batches.process_positions(
+        per_process=windows, process_index=pi, process_count=pc, start_batch=start_batch
+    )
+    ds = ds.map(example).batch(windows, drop_remainder=True)
+    if repeats > 1:
+        ds = ds.map(_merge_repeats)
+    ds = ds.to_iter_dataset(read_options(data_config))
+    return prefetch_with_workers(ds, data_config)
+
+
+class _BatchExamples:
+    """Global batch number -> this process's examples of it, in row order."""
+
+    def __init__(self, example: _TrainExample, position, windows: int):
+        self._example, self._position, self._windows = example, position, windows
+
+    def __call__(self, batch: int):
+        for row in range(self._windows):
+            yield self._example.map(self._position.map(batch * self._windows + row))
+
+
+def slot_batches(
+    data_config,
+    examples,
+    examples_per_batch: int,
+    clips_per_example: int,
+    start_batch: int,
+    stop: int,
+) -> grain.IterDataset:
+    """Batches start_batch..stop-1, written by the workers into reusable shared-memory
+    slots (data/batch_slots.py). `examples(batch)` yields a batch's examples in row order.
+    """
+    example = next(iter(examples(start_batch)))  # the batch layout, from a real example
+    if clips_per_example > 1:
+        example = {key: np.asarray(value)[0] for key, value in example.items()}
+    rows = examples_per_batch * clips_per_example
+    layout = batch_slots.SlotLayout.of_example(example, rows)
+    # Batches in flight: per worker its output buffer, its read-ahead and one being
+    # written; plus a few the trainer still holds.
+    buffered = 2 * max(1, data_config.worker_buffer_size) + 2
+    num_slots = data_config.num_workers * buffered + batch_slots.HELD_BATCHES
+    slots = batch_slots.BatchSlots(layout, num_slots, start_batch)
+    ds = grain.MapDataset.range(start_batch, stop)
+    ds = ds.map(batch_slots.FillSlot(slots.spec, examples, clips_per_example))
+    ds = prefetch_with_workers(ds.to_iter_dataset(read_options(data_config)), data_config)
+    return ds.map(batch_slots.OpenSlot(slots))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,8 +363,8 @@ def make_eval_dataset(
     ds = grain.MapDataset.range(n)[pi::pc]
     ds = ds.map(_WithRecord(source))
     ds = ds.map(clips.EvalViews(data_config, p))
-    ds = ds.to_iter_dataset(_read_options(data_config))
-    ds = _prefetch(ds, data_config)
+    ds = ds.to_iter_dataset(read_options(data_config))
+    ds = prefetch_with_workers(ds, data_config)
     pad = {
         "video": np.zeros((data_config.num_frames, p.crop_size, p.crop_size, 3), np.uint8),
         "label": np.int32(0),

@@ -91,12 +91,40 @@ def state_shardings(mesh: Mesh, abstract_state: Any, shard_params: bool = False)
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Assembles each process's part of the batch into global arrays on `mesh`."""
+    """Assembles each process's part of the batch into global arrays on `mesh`.
+
+    Each device's rows go to it with `device_put(..., may_alias=True)`: where the
+    backend can use host memory in place (CPU, page-aligned arrays such as
+    data/batch_slots' slots) nothing is copied, so the host arrays must not be
+    written while the returned arrays live (the input pipeline never does).
+    """
     sharding = batch_sharding(mesh)
-    return {
-        key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-        for key, value in local_batch.items()
-    }
+    local_batch = {key: np.asarray(value) for key, value in local_batch.items()}
+    scalars = sorted(key for key, value in local_batch.items() if value.ndim == 0)
+    if scalars:
+        raise ValueError(f"batch arrays need a leading batch axis; scalars: {scalars}")
+    if jax.process_count() == 1:  # one call for all arrays: less overhead per array
+        return jax.device_put(local_batch, sharding, may_alias=True)
+    return {key: _global_array(value, sharding) for key, value in local_batch.items()}
+
+
+def _global_array(local: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    # This process's rows are its devices' slices of the global batch axis, in order.
+    global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+    indices = sharding.addressable_devices_indices_map(global_shape)
+    starts = sorted({index[0].start or 0 for index in indices.values()})
+    rows = sharding.shard_shape(global_shape)[0]
+    if rows * len(starts) != local.shape[0]:
+        raise ValueError(
+            f"this process's batch has {local.shape[0]} rows; its devices hold "
+            f"{len(starts)} x {rows}"
+        )
+    devices = list(indices)
+    pieces = [
+        local[starts.index(indices[d][0].start or 0) * rows :][:rows] for d in devices
+    ]
+    arrays = jax.device_put(pieces, devices, may_alias=True)
+    return jax.make_array_from_single_device_arrays(global_shape, sharding, arrays)
 
 
 def check_batch_divides(global_batch_size: int, mesh: Mesh) -> None:
