@@ -1,0 +1,183 @@
+"""The hand-off of training batches from the worker processes to the devices.
+
+Measures the CPU that the receiving process (the trainer) spends per clip to take a
+batch from the worker processes and put it on its devices (`mesh.global_batch`):
+
+  * grain: Grain's mp_prefetch hand-off (`data.batch_slots = False`): every batch
+    array crosses in a new shared-memory segment;
+  * slots: the default (`data/batch_slots.py`): the workers write into reusable
+    shared-memory slots and the devices take the slot's memory without a copy where
+    the backend can (XLA CPU).
+
+The workers make synthetic examples (one fixed clip, written into the batch as a
+decoding worker writes its output), so only the hand-off is measured: the receiving
+process's CPU per clip and the clips per CPU-second that leaves it. The wall rate is
+the workers' (they copy every clip once) and is printed for reference only.
+
+  python benchmarks/handoff_benchmark.py [--batch 64,256] [--clip rgb,yuv420] \
+      [--workers 2] [--host-devices 8] [--seconds 10] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+
+def _parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", default="64,256", help="clips per process batch")
+    parser.add_argument(
+        "--clip",
+        default="rgb,yuv420",
+        help="rgb: 16x224x224x3 uint8; "
+        "yuv420: the 4:2:0 planes of the same crop (half the bytes)",
+    )
+    parser.add_argument("--mode", default="grain,slots")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--host-devices",
+        type=int,
+        default=8,
+        help="simulated CPU devices of this process (a v5e host has 8 chips)",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", default=None)
+    return parser
+
+
+CLIP_SHAPES = {"rgb": (16, 224, 224, 3), "yuv420": (16, 224 * 224 * 3 // 2)}
+
+
+class SyntheticExamples:
+    """batch -> its examples: one fixed clip and the per-clip keys of a device-augmented
+    training batch, as the video pipeline yields them."""
+
+    def __init__(self, clip: str, per_batch: int):
+        self._shape, self._per_batch, self._clip = CLIP_SHAPES[clip], per_batch, None
+
+    def example(self, index: int) -> dict:
+        import numpy as np
+
+        if self._clip is None:
+            self._clip = np.random.default_rng(0).integers(0, 256, self._shape, np.uint8)
+        return {
+            "video": self._clip,
+            "label": np.int32(index % 400),
+            "decode_failed": np.bool_(False),
+            "aug_flip": np.bool_(index % 2),
+            "aug_jitter_order": np.arange(4, dtype=np.int32),
+            "aug_jitter_factors": np.ones(4, np.float32),
+            "aug_erase_box": np.zeros(4, np.int32),
+            "aug_erase_seed": np.uint32(index),
+        }
+
+    def __call__(self, batch: int):
+        for row in range(self._per_batch):
+            yield self.example(batch * self._per_batch + row)
+
+
+class _Example:
+    """Grain Map form of SyntheticExamples.example, for the Grain hand-off."""
+
+    def __init__(self, examples: SyntheticExamples):
+        self._examples = examples
+
+    def __call__(self, index):
+        return self._examples.example(int(index))
+
+
+def dataset(mode: str, clip: str, batch: int, data_config):
+    import grain
+
+    from squeezetime_jax.data import pipeline
+
+    examples = SyntheticExamples(clip, batch)
+    stop = 10**9
+    if mode == "slots":
+        return pipeline.slot_batches(data_config, examples, batch, 1, 0, stop)
+    ds = (
+        grain.MapDataset.range(stop)
+        .map(_Example(examples))
+        .batch(batch, drop_remainder=True)
+    )
+    ds = ds.to_iter_dataset(pipeline.read_options(data_config))
+    return pipeline.prefetch_with_workers(ds, data_config)
+
+
+def measure(mode: str, clip: str, batch: int, args, mesh) -> dict:
+    from squeezetime_jax.data import default_data_config
+    from squeezetime_jax.training import mesh as mesh_lib
+
+    cfg = default_data_config()
+    cfg.num_workers = args.workers
+    it = iter(dataset(mode, clip, batch, cfg))
+    held = [mesh_lib.global_batch(next(it), mesh) for _ in range(3)]  # workers started
+    wait_cpu = take_cpu = 0.0
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < args.seconds:
+        c0 = time.process_time()
+        local = next(it)
+        c1 = time.process_time()
+        held = held[1:] + [mesh_lib.global_batch(local, mesh)]  # as a trainer holds a few
+        del local
+        c2 = time.process_time()
+        wait_cpu, take_cpu, n = wait_cpu + c1 - c0, take_cpu + c2 - c1, n + batch
+    wall = time.perf_counter() - t0
+    del held
+    if hasattr(it, "close"):
+        it.close()
+    cpu = wait_cpu + take_cpu
+    return {
+        "mode": mode,
+        "clip": clip,
+        "batch": batch,
+        "clip_mb": round(_clip_bytes(clip) / 1e6, 3),
+        "clips": n,
+        "receiving_cpu_us_per_clip": round(1e6 * cpu / n, 2),
+        "of_which_next_us": round(1e6 * wait_cpu / n, 2),
+        "of_which_global_batch_us": round(1e6 * take_cpu / n, 2),
+        "clips_per_receiving_cpu_s": round(n / cpu),
+        "wall_clips_per_s": round(n / wall),
+    }
+
+
+def _clip_bytes(clip: str) -> int:
+    import math
+
+    return math.prod(CLIP_SHAPES[clip])
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    flag = f"--xla_force_host_platform_device_count={args.host_devices}"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from squeezetime_jax.training import mesh as mesh_lib
+
+    mesh = mesh_lib.make_mesh()
+    rows = []
+    for clip in args.clip.split(","):
+        for batch in (int(b) for b in args.batch.split(",")):
+            for mode in args.mode.split(","):
+                row = measure(mode, clip, batch, args, mesh)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    info = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "argv": sys.argv[1:],
+        "rows": rows,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(info, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
