@@ -116,7 +116,11 @@ def measure(mode: str, clip: str, batch: int, args, mesh) -> dict:
     cfg = default_data_config()
     cfg.num_workers = args.workers
     it = iter(dataset(mode, clip, batch, cfg))
-    held = [mesh_lib.global_batch(next(it), mesh) for _ in range(3)]  # workers started
+    # Warm-up: the workers start, and every slot (or Grain buffer) has been written
+    # once, so first-touch page faults are not in the figures.
+    held = []
+    for _ in range(cfg.num_workers * (2 * cfg.worker_buffer_size + 2) + 8):
+        held = held[-2:] + [mesh_lib.global_batch(next(it), mesh)]
     wait_cpu = take_cpu = 0.0
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
