@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from squeezetime_jax.models.packing import fold_channels, tile_channels
+
 Array = jax.Array
 
 
@@ -110,14 +112,6 @@ def batch_norm_train_autodiff(
     return _forward(x, scale, bias, epsilon, axis_name)[0]
 
 
-def _fold(v: Array, phases: int) -> Array:
-    return v.reshape(v.shape[:-1] + (phases, -1)).sum(-2) if phases > 1 else v
-
-
-def _tile(v: Array, phases: int) -> Array:
-    return jnp.tile(v, phases) if phases > 1 else v
-
-
 def batch_norm_train_packed(
     x: Array,
     scale: Array,
@@ -131,7 +125,7 @@ def batch_norm_train_packed(
     and the per-channel vectors are tiled over them. The same function as on the
     unpacked array."""
     xf = x.astype(_stats_dtype(x))
-    sums = [_fold(s, phases) for s in _sum_over_batch((xf, xf * xf))]
+    sums = [fold_channels(s, phases) for s in _sum_over_batch((xf, xf * xf))]
     means = jnp.stack(sums) / (_reduced_count(x, None) * phases)
     if axis_name:
         means = lax.pmean(means, axis_name)
@@ -140,10 +134,10 @@ def batch_norm_train_packed(
     inv_std = lax.rsqrt(var + epsilon)
     y = _normalize(
         xf,
-        _tile(mean, phases),
-        _tile(inv_std, phases),
-        _tile(scale, phases),
-        _tile(bias, phases),
+        tile_channels(mean, phases),
+        tile_channels(inv_std, phases),
+        tile_channels(scale, phases),
+        tile_channels(bias, phases),
     )
     return y, mean, var
 
@@ -202,10 +196,10 @@ class BatchNorm(nn.Module):
         if use_running_average:
             y = _normalize(
                 x.astype(_stats_dtype(x)),
-                _tile(running_mean.value, phases),
-                _tile(lax.rsqrt(running_var.value + self.epsilon), phases),
-                _tile(scale, phases),
-                _tile(bias, phases),
+                tile_channels(running_mean.value, phases),
+                tile_channels(lax.rsqrt(running_var.value + self.epsilon), phases),
+                tile_channels(scale, phases),
+                tile_channels(bias, phases),
             )
         else:
             initializing = self.is_initializing()
