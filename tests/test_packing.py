@@ -137,3 +137,17 @@ def test_packing_needs_the_xla_kernels():
     with pytest.raises(ValueError, match="pack_narrow_channels needs model.kernels"):
         model.init(jax.random.key(0), clip)
     assert build_model(model_config(pack_narrow_channels=True)).pack_narrow_channels
+
+
+@pytest.mark.parametrize("depth", [10, 18, 34, 50, 101])
+def test_packed_model_has_the_same_shapes_and_features(depth):
+    clip = jax.ShapeDtypeStruct((2, 2, 64, 64, 3), jnp.float32)
+    shapes = []
+    for packed in (False, True):
+        model = SqueezeTime(depth=depth, kernels="xla", pack_narrow_channels=packed, **TINY)
+        variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), clip)
+        outputs = jax.eval_shape(
+            lambda v, x: model.apply(v, x, return_features=True), variables, clip
+        )
+        shapes.append(jax.tree.map(np.shape, (variables, outputs)))
+    assert shapes[0] == shapes[1]
