@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from squeezetime_jax.models.packing import fold_channels, tile_channels
+
 Array = jax.Array
 
 
@@ -110,6 +112,36 @@ def batch_norm_train_autodiff(
     return _forward(x, scale, bias, epsilon, axis_name)[0]
 
 
+def batch_norm_train_packed(
+    x: Array,
+    scale: Array,
+    bias: Array,
+    epsilon: float,
+    axis_name: str | None,
+    phases: int,
+) -> tuple[Array, Array, Array]:
+    """`batch_norm_train_autodiff` on a channel-packed x (models.packing): the last
+    axis holds `phases` pixels' channels, phase-major; statistics sum over the phases
+    and the per-channel vectors are tiled over them. The same function as on the
+    unpacked array."""
+    xf = x.astype(_stats_dtype(x))
+    sums = [fold_channels(s, phases) for s in _sum_over_batch((xf, xf * xf))]
+    means = jnp.stack(sums) / (_reduced_count(x, None) * phases)
+    if axis_name:
+        means = lax.pmean(means, axis_name)
+    mean, mean_of_squares = means
+    var = jnp.maximum(0.0, mean_of_squares - mean * mean)
+    inv_std = lax.rsqrt(var + epsilon)
+    y = _normalize(
+        xf,
+        tile_channels(mean, phases),
+        tile_channels(inv_std, phases),
+        tile_channels(scale, phases),
+        tile_channels(bias, phases),
+    )
+    return y, mean, var
+
+
 class BatchNorm(nn.Module):
     """nn.BatchNorm over the last axis, training through `batch_norm_train`
     (or, with `custom_gradient=False`, the same function differentiated by JAX).
@@ -127,6 +159,10 @@ class BatchNorm(nn.Module):
     those only. The running statistics take the first group's, as PyTorch's
     DistributedDataParallel keeps rank 0's buffers. None or a batch of at most
     `group_size` clips: one group.
+
+    `phases` > 1: x is channel-packed (models.packing), its last axis `phases`
+    pixels' channels; the parameters and statistics are those of one pixel's
+    channels. Only without the custom gradient.
     """
 
     use_running_average: bool | None = None
@@ -138,13 +174,19 @@ class BatchNorm(nn.Module):
     custom_gradient: bool = True
     group_size: int | None = None
     unbiased_running_var: bool = False
+    phases: int = 1
 
     @nn.compact
     def __call__(self, x: Array, use_running_average: bool | None = None) -> Array:
         use_running_average = nn.merge_param(
             "use_running_average", self.use_running_average, use_running_average
         )
-        features = (x.shape[-1],)
+        phases = self.phases
+        if x.shape[-1] % phases:
+            raise ValueError(
+                f"BatchNorm: {x.shape[-1]} channels do not hold {phases} phases"
+            )
+        features = (x.shape[-1] // phases,)
         running_mean = self.variable(
             "batch_stats", "mean", jnp.zeros, features, jnp.float32
         )
@@ -154,21 +196,31 @@ class BatchNorm(nn.Module):
         if use_running_average:
             y = _normalize(
                 x.astype(_stats_dtype(x)),
-                running_mean.value,
-                lax.rsqrt(running_var.value + self.epsilon),
-                scale,
-                bias,
+                tile_channels(running_mean.value, phases),
+                tile_channels(lax.rsqrt(running_var.value + self.epsilon), phases),
+                tile_channels(scale, phases),
+                tile_channels(bias, phases),
             )
         else:
             initializing = self.is_initializing()
-            train_fn = (
-                batch_norm_train if self.custom_gradient else batch_norm_train_autodiff
-            )
+            if phases > 1:
+                if self.custom_gradient:
+                    raise ValueError("BatchNorm: phases > 1 needs custom_gradient=False")
+
+                def train_fn(x, scale, bias, epsilon, axis_name):
+                    return batch_norm_train_packed(
+                        x, scale, bias, epsilon, axis_name, phases
+                    )
+
+            else:
+                train_fn = (
+                    batch_norm_train if self.custom_gradient else batch_norm_train_autodiff
+                )
             axis_name = None if initializing else self.axis_name
             groups = _num_groups(x.shape[0], self.group_size)
             if groups == 1:
                 y, mean, var = train_fn(x, scale, bias, self.epsilon, axis_name)
-                count = _reduced_count(x, axis_name)
+                count = _reduced_count(x, axis_name) * phases
             else:
                 if axis_name:
                     raise ValueError(
@@ -181,7 +233,7 @@ class BatchNorm(nn.Module):
                 )(grouped)
                 y = y.reshape(x.shape)
                 mean, var = mean[0], var[0]
-                count = grouped[0].size // x.shape[-1]
+                count = grouped[0].size // x.shape[-1] * phases
             if self.unbiased_running_var:
                 var = var * (count / jnp.maximum(count - 1, 1))
             if not initializing:

@@ -23,6 +23,13 @@ import numpy as np
 from squeezetime_jax.models.batch_norm import BatchNorm
 from squeezetime_jax.models.convolution import conv_general_dilated
 from squeezetime_jax.models.kernels import resolve_kernels
+from squeezetime_jax.models.packing import (
+    PHASES,
+    pack,
+    packed_conv_factory,
+    tile_channels,
+    unpack,
+)
 
 ModuleDef = Any
 Array = jax.Array
@@ -203,15 +210,23 @@ def resize_align_corners(image: Array, height: int, width: int) -> Array:
     )
 
 
-def temporal_focus_gate(x: Array, conv: ModuleDef, norm: ModuleDef) -> Array:
+def temporal_focus_gate(
+    x: Array, conv: ModuleDef, norm: ModuleDef, phases: int = 1
+) -> Array:
     """The released `param_conv` gate: pool -> 1x1 -> BN -> ReLU -> 1x1 -> sigmoid.
 
     Called inside CTL so that its layers sit directly under it, as the released
-    `param_conv.{1,2,4}` do (index 0 is the parameterless pooling).
+    `param_conv.{1,2,4}` do (index 0 is the parameterless pooling). `phases` > 1: x
+    is channel-packed (models.packing); the gate is one pixel's channels, unpacked.
     """
-    channels = x.shape[-1]
     # Pool in (at least) float32: the gate's BN sees one pooled value per clip and channel.
-    g = jnp.mean(_at_least_float32(x), axis=(1, 2), keepdims=True).astype(x.dtype)
+    g = jnp.mean(_at_least_float32(x), axis=(1, 2), keepdims=True)
+    if phases > 1:
+        g = g.reshape(g.shape[:-1] + (phases, -1)).mean(-2)
+        conv = functools.partial(conv, phases=1)
+        norm = functools.partial(norm, phases=1)
+    channels = g.shape[-1]
+    g = g.astype(x.dtype)
     g = conv(channels, (1, 1), name="param_conv_1")(g)
     g = nn.relu(norm(name="param_conv_2")(g))
     g = conv(channels, (1, 1), name="param_conv_4")(g)
@@ -222,17 +237,19 @@ class InterTemporalObjectInteraction(nn.Module):
     """The IOI branch (released name `spatial_conv`).
 
     short_conv(x) modulated by a sigmoid map computed from the gated input through
-    a 16-channel path with a learned positional embedding.
+    a 16-channel path with a learned positional embedding. `phases` > 1: x and gate
+    are channel-packed (models.packing), and so are conv and norm.
     """
 
     features: int
     pos_dim: int
     conv: ModuleDef
     norm: ModuleDef
+    phases: int = 1
 
     @nn.compact
     def __call__(self, x: Array, gate: Array) -> Array:
-        in_features = x.shape[-1]
+        in_features = x.shape[-1] // self.phases
         conv = functools.partial(self.conv, use_bias=True)
         short = conv(
             self.features,
@@ -259,7 +276,10 @@ class InterTemporalObjectInteraction(nn.Module):
         )
         # Resized only when the map is not pos_dim x pos_dim (other resolutions,
         # and always for the basic block's conv1 with its fixed pos_dim 7).
-        y = y + resize_align_corners(pos_embed, y.shape[1], y.shape[2]).astype(y.dtype)
+        pos = resize_align_corners(pos_embed, y.shape[1], y.shape[2] * self.phases)
+        if self.phases > 1:
+            pos = pack(pos, self.phases)
+        y = y + pos.astype(y.dtype)
         y = conv(
             IOI_CHANNELS,
             (7, 7),
@@ -279,19 +299,30 @@ class InterTemporalObjectInteraction(nn.Module):
 
 
 class CTL(nn.Module):
-    """Channel-Time Learning module: temporal branch + IOI branch, both gated."""
+    """Channel-Time Learning module: temporal branch + IOI branch, both gated.
+
+    `phases` > 1: x is channel-packed (models.packing), and so are conv and norm.
+    """
 
     features: int
     pos_dim: int
     conv: ModuleDef
     norm: ModuleDef
+    phases: int = 1
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        gate = temporal_focus_gate(x, self.conv, self.norm)
+        gate = tile_channels(
+            temporal_focus_gate(x, self.conv, self.norm, self.phases), self.phases
+        )
         temporal = self.conv(self.features, (1, 1), name="temporal_conv")(x * gate)
         ioi = InterTemporalObjectInteraction(
-            self.features, self.pos_dim, self.conv, self.norm, name="spatial_conv"
+            self.features,
+            self.pos_dim,
+            self.conv,
+            self.norm,
+            self.phases,
+            name="spatial_conv",
         )(x, gate)
         return temporal + ioi
 
@@ -306,14 +337,25 @@ class DepthwiseDownsample(nn.Module):
     Parameters are those of the equivalent nn.Conv (kernel (2, 2, 1, C), bias (C,)),
     so checkpoints convert unchanged. Odd sizes round down, as the conv does. Runs in
     the input's dtype, summing the four taps in at least float32.
+
+    `in_phases` 2: x is channel-packed (models.packing); its two phases are the
+    windows' column pairs, and the output is unpacked.
     """
+
+    in_phases: int = 1
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        if self.in_phases not in (1, PHASES):
+            raise ValueError(f"DepthwiseDownsample: in_phases {self.in_phases}")
         n, h, w, c = x.shape
+        w, c = w * self.in_phases, c // self.in_phases
         kernel = self.param("kernel", conv_kernel_init, (2, 2, 1, c), jnp.float32)
         bias = self.param("bias", torch_conv_bias_init(4), (c,), jnp.float32)
-        blocks = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+        if self.in_phases == 1:
+            x = x[:, :, : w // 2 * 2]
+        # Packed, the row-major reshape is the same: column pairs are the phases.
+        blocks = x[:, : h // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
         sum_dtype = jnp.promote_types(x.dtype, jnp.float32)
         taps = kernel.reshape(1, 1, 2, 1, 2, c).astype(x.dtype)
         y = (blocks * taps).astype(sum_dtype).sum(axis=(2, 4)) + bias.astype(sum_dtype)
@@ -326,6 +368,10 @@ class _Block(nn.Module):
     Linen names submodules `downsample_0`/`downsample_1` and
     `shortcut_conv_0`/`shortcut_conv_1` through the flat names used below, so the
     parameter tree matches the released `downsample.0`, `shortcut_conv.1`, ...
+
+    `phases` > 1: the block works on channel-packed arrays (models.packing; conv and
+    norm are the packed ones). `in_phases`: how its input is packed (None: as
+    `phases`); a strided block's downsample unpacks it.
     """
 
     width: int
@@ -333,9 +379,14 @@ class _Block(nn.Module):
     pos_dim: int
     conv: ModuleDef
     norm: ModuleDef
+    phases: int = 1
+    in_phases: int | None = None
 
     def downsample(self, x: Array) -> Array:
-        x = DepthwiseDownsample(name="downsample_0")(x)
+        in_phases = self.phases if self.in_phases is None else self.in_phases
+        if self.phases != 1:
+            raise ValueError("a strided block's output is not packed")
+        x = DepthwiseDownsample(in_phases, name="downsample_0")(x)
         return self.norm(name="downsample_1")(x)
 
     def shortcut(self, x: Array, features: int) -> Array:
@@ -347,7 +398,10 @@ class _Block(nn.Module):
         if self.stride != 1:
             # Both the residual and the main path start from the downsampled x.
             x = self.downsample(x)
-        residual = x if x.shape[-1] == out_features else self.shortcut(x, out_features)
+        elif (self.in_phases or self.phases) != self.phases:
+            raise ValueError("only a strided block changes the packing")
+        same = x.shape[-1] == out_features * self.phases
+        residual = x if same else self.shortcut(x, out_features)
         return x, residual
 
 
@@ -359,11 +413,18 @@ class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         x, residual = self.prologue(x, self.width)
-        y = CTL(self.width, BASIC_BLOCK_CONV1_POS_DIM, self.conv, self.norm, name="conv1")(
-            x
-        )
+        y = CTL(
+            self.width,
+            BASIC_BLOCK_CONV1_POS_DIM,
+            self.conv,
+            self.norm,
+            self.phases,
+            name="conv1",
+        )(x)
         y = nn.relu(self.norm(name="bn1")(y))
-        y = CTL(self.width, self.pos_dim, self.conv, self.norm, name="conv2")(y)
+        y = CTL(self.width, self.pos_dim, self.conv, self.norm, self.phases, name="conv2")(
+            y
+        )
         y = self.norm(name="bn2")(y)
         return nn.relu(y + residual)
 
@@ -379,7 +440,9 @@ class BottleneckBlock(_Block):
         x, residual = self.prologue(x, out_features)
         y = self.conv(self.width, (1, 1), name="conv1")(x)
         y = nn.relu(self.norm(name="bn1")(y))
-        y = CTL(self.width, self.pos_dim, self.conv, self.norm, name="conv2")(y)
+        y = CTL(self.width, self.pos_dim, self.conv, self.norm, self.phases, name="conv2")(
+            y
+        )
         y = nn.relu(self.norm(name="bn2")(y))
         y = self.conv(out_features, (1, 1), name="conv3")(y)
         y = self.norm(name="bn3")(y)
@@ -450,6 +513,13 @@ class SqueezeTimeBackbone(nn.Module):
     Returns the last feature map (N, H/32, W/32, C), or with `return_features`
     a dict of every stage's output ('stem', 'layer1'..'layer4') for detection
     and localization heads.
+
+    `pack_narrow_channels`: the stem's output and stage 1 (64 channels wide in the
+    bottlenecks at the released width) run channel-packed, two pixels of a row to
+    a column (models.packing), the same function with the same parameters; stage 2's
+    downsample unpacks. On TPU the packed arrays fill the 128-lane tiles that 64
+    channels fill half of. Needs `conv` an nn.Conv partial and `norm` a BatchNorm
+    partial without the custom gradient (model.kernels "xla").
     """
 
     depth: int = 50
@@ -458,6 +528,7 @@ class SqueezeTimeBackbone(nn.Module):
     conv: ModuleDef = nn.Conv
     norm: ModuleDef = nn.BatchNorm
     pool: Callable[[Array], Array] = max_pool_3x3_stride2
+    pack_narrow_channels: bool = False
 
     @nn.compact
     def __call__(self, clip: Array, return_features: bool = False):
@@ -475,19 +546,32 @@ class SqueezeTimeBackbone(nn.Module):
         x = nn.relu(self.norm(name="bn1")(x))
         x = self.pool(x)
         features["stem"] = x
+        held = 1  # pixels per column of x (models.packing)
         for stage, (blocks, width, stride, pos_dim) in enumerate(
             zip(STAGE_SIZES[self.depth], widths, STAGE_STRIDES, self.pos_dims), start=1
         ):
+            phases = PHASES if self.pack_narrow_channels and stage == 1 else 1
+            conv, norm = self.conv, self.norm
+            if phases > 1:
+                conv = packed_conv_factory(conv)
+                norm = functools.partial(norm, phases=phases)
             for index in range(blocks):
+                block_stride = stride if index == 0 else 1
+                if block_stride == 1 and held != phases:
+                    x = pack(x, phases) if phases > 1 else unpack(x, held)
+                    held = phases
                 x = block(
                     width=width,
-                    stride=stride if index == 0 else 1,
+                    stride=block_stride,
                     pos_dim=pos_dim,
-                    conv=self.conv,
-                    norm=self.norm,
+                    conv=conv,
+                    norm=norm,
+                    phases=phases,
+                    in_phases=held,
                     name=f"layer{stage}_{index}",
                 )(x)
-            features[f"layer{stage}"] = x
+                held = phases
+            features[f"layer{stage}"] = unpack(x, held) if held > 1 else x
         return features if return_features else x
 
 
@@ -513,6 +597,8 @@ class SqueezeTime(nn.Module):
     kernels: str | None = None
     # Clips per BatchNorm statistics group (None: the whole batch); see BatchNorm.
     bn_group_size: int | None = None
+    # Stage 1 channel-packed (SqueezeTimeBackbone.pack_narrow_channels; kernels "xla").
+    pack_narrow_channels: bool = False
 
     @nn.compact
     def __call__(self, clip: Array, train: bool = False, return_features: bool = False):
@@ -524,6 +610,10 @@ class SqueezeTime(nn.Module):
                 f"{3 * self.num_frames} input channels), got {clip.shape[1]}"
             )
         kernels = resolve_kernels(self.kernels)
+        if self.pack_narrow_channels and kernels != "xla":
+            raise ValueError(
+                f"pack_narrow_channels needs model.kernels 'xla', got {kernels!r}"
+            )
         backbone = SqueezeTimeBackbone(
             depth=self.depth,
             widen_factor=self.widen_factor,
@@ -533,6 +623,7 @@ class SqueezeTime(nn.Module):
                 train, self.dtype, self.bn_axis_name, kernels, self.bn_group_size
             ),
             pool=max_pool_for(kernels),
+            pack_narrow_channels=self.pack_narrow_channels,
             name="backbone",
         )
         features = backbone(clip.astype(self.dtype), return_features=True)
