@@ -183,6 +183,22 @@ def test_export_takes_its_size_and_labels_from_the_checkpoint(tmp_path):
     assert info["parity_vs_jax"][0]["passed"]
 
 
+def test_real_clips_are_sampled_as_the_checkpoint_was_evaluated():
+    from squeezetime_jax.checkpoints import metadata as metadata_lib
+    from squeezetime_jax.export.mobile import real_clip_settings
+
+    stored = metadata_lib.Metadata(
+        frame_interval=2,
+        protocols={
+            "test": {"num_clips": 1, "num_crops": 1, "short_side": 256, "crop_size": 224}
+        },
+    )
+    assert real_clip_settings(stored, 224, None, None) == (2, 256)
+    assert real_clip_settings(stored, 112, None, None) == (2, 128)  # in proportion
+    assert real_clip_settings(stored, 224, 8, 300) == (8, 300)  # given: kept
+    assert real_clip_settings(metadata_lib.Metadata(), 160, None, None) == (4, 160)
+
+
 def test_executorch_raw_input_fp32_and_int8_match_jax(small_checkpoint, tmp_path, capsys):
     pytest.importorskip("executorch")
     pytest.importorskip("torchao")

@@ -85,10 +85,15 @@ CHECK_SPLIT = FLAGS.string(
     "check_split", "test", "int8: split of a prepared check dataset."
 )
 FRAME_INTERVAL = FLAGS.integer(
-    "frame_interval", 4, "Real clips: frames between sampled frames (as in training)."
+    "frame_interval",
+    None,
+    "Real clips: frames between sampled frames (default: the checkpoint's, else 4).",
 )
 SHORT_SIDE = FLAGS.integer(
-    "short_side", None, "Real clips: short side before the centre crop (default: --size)."
+    "short_side",
+    None,
+    "Real clips: short side before the centre crop (default: the checkpoint's test "
+    "protocol's, scaled to --size, else --size).",
 )
 MAX_INT8_DROP = FLAGS.float(
     "max_int8_accuracy_drop",

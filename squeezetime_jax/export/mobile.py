@@ -448,6 +448,30 @@ def run_program(run: Callable[[np.ndarray], np.ndarray], clips, raw_input: bool)
 # The whole export
 
 
+# mmaction2's and the release's sampling stride, for checkpoints that do not say theirs.
+DEFAULT_FRAME_INTERVAL = 4
+
+
+def real_clip_settings(
+    metadata, size: int, frame_interval: int | None, short_side: int | None
+) -> tuple[int, int]:
+    """(frame_interval, short_side) for real calibration and check clips.
+
+    Unset values come from the checkpoint's metadata: its frame interval, and its test
+    protocol's short side when that protocol crops `size` (scaled in proportion for
+    another size); else 4 and `size`.
+    """
+    if frame_interval is None:
+        frame_interval = metadata.frame_interval or DEFAULT_FRAME_INTERVAL
+    if short_side is None:
+        test = metadata.protocols.get("test", {})
+        if test.get("short_side") and test.get("crop_size"):
+            short_side = round(size * test["short_side"] / test["crop_size"])
+        else:
+            short_side = size
+    return int(frame_interval), int(short_side)
+
+
 def export_checkpoint(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -463,7 +487,7 @@ def export_checkpoint(
     check_data: str | None = None,
     check_clips: int | None = None,
     check_split: str = "test",
-    frame_interval: int = 4,
+    frame_interval: int | None = None,
     short_side: int | None = None,
     max_int8_accuracy_drop: float | None = None,
     log: Callable[[str], None] = print,
@@ -473,7 +497,8 @@ def export_checkpoint(
 
     Real clips (`calibration_data`, `check_data`: a prepared dataset directory or a
     video list; see squeezetime_jax.export.clips) are sampled with `frame_interval`
-    and scaled to `short_side` (default: the crop size) before a centre crop.
+    and scaled to `short_side` before a centre crop; by default both are the
+    checkpoint's own (`real_clip_settings`).
 
     Raises ParityError (after writing and checking every file) when any check fails,
     MissingExtraError when a format's packages are missing, and CheckpointError /
@@ -545,6 +570,13 @@ def export_checkpoint(
         path = write_pte(stem + "_xnnpack.pte", program, log)
         verify("executorch", path, load_pte(path), TOLERANCES["executorch"])
         if int8:
+            frame_interval, short_side = real_clip_settings(
+                conversion.metadata, size, frame_interval, short_side
+            )
+            log(
+                f"real clips: every {frame_interval}th frame, short side {short_side}, "
+                f"centre crop {size}"
+            )
             real = dict(
                 num_frames=frames,
                 size=size,
