@@ -198,7 +198,56 @@ def listed(line: str, opcode: str) -> bool:
     """An op that moves data of its own (not a tuple, bitcast, -done half, ...)."""
     if opcode in _NOT_LISTED or opcode.endswith("-done"):
         return False
+    if _ASYNC_DONE_FUSION.match(line):  # libtpu's -done half of a collective
+        return False
     return not any(target in line for target in _NOT_LISTED_TARGETS)
+
+
+# Asynchronous ops whose result tuple carries their operands along as element {0}
+# (all-gather-start: (operand, result); async-start: ((operands), results, context)).
+_OPERANDS_IN_RESULT = ("all-gather-start", "collective-permute-start", "async-start")
+# libtpu wraps the halves of a parameter all-gather in fusions of their own
+# (AsyncCollectiveStart / AsyncCollectiveDone custom calls) or merges them into a
+# layer's fusion; their buffers pass through aliased (output_to_operand_aliasing).
+_ASYNC_DONE_FUSION = re.compile(r"^\s*(?:ROOT )?%async-collective-done[\w.\-]* = ")
+_ALIASED_OUTPUT = re.compile(r"\{([\d, ]*)\}: \(")
+_SHAPE_TOKEN = re.compile(r"\(|\)|,|\b([a-z]+\d*)\[[\d,]*\](?:\{[^}]*\})?")
+
+
+def leaf_indices(shape: str) -> list[tuple[int, ...]]:
+    """The tuple index of each array of an HLO shape, in the order of `hbm_arrays`:
+    () for an array, (1,) for a tuple's second element, (0, 2) nested."""
+    indices, stack = [], []
+    for token in _SHAPE_TOKEN.finditer(_COMMENT.sub("", shape)):
+        text = token.group()
+        if text == "(":
+            stack.append(0)
+        elif text == ")":
+            stack.pop()
+        elif text == ",":
+            if stack:
+                stack[-1] += 1
+        elif token.group(1) in _DTYPE_BYTES:
+            indices.append(tuple(stack))
+    return indices
+
+
+def passed_through(line: str, opcode: str, shape: str) -> list[bool]:
+    """For each array of an op's result: True where it is one of its operands' buffers
+    (aliased, or carried along by an asynchronous start), not data the op writes."""
+    aliased = []
+    match = re.search(r"output_to_operand_aliasing=\{(.*?)\}(?:, |$)", line)
+    if match:
+        aliased = [
+            tuple(int(i) for i in index.split(",") if i.strip())
+            for index in _ALIASED_OUTPUT.findall(match.group(1))
+        ]
+    if opcode in _OPERANDS_IN_RESULT and shape.startswith("("):
+        aliased.append((0,))
+    return [
+        any(index[: len(prefix)] == prefix for prefix in aliased)
+        for index in leaf_indices(shape)
+    ]
 
 
 def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
@@ -207,9 +256,13 @@ def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
     Each op's operands and results that live in HBM count once, at their tiled size
     ('ops'; 'ops_logical' without tile padding); a prefetch (copy-start, the slices
     libtpu joins with ConcatBitcast) counts its HBM side ('prefetch'). Operands and
-    results in on-chip memory (S(1)) do not count. The compiler's own 'bytes accessed'
-    is larger (it counts a convolution at about twice its operands and result,
-    BENCHMARKS.md, "TPU programs"); this is a rough read-once estimate of HBM traffic.
+    results in on-chip memory (S(1)) do not count, nor do results that are an operand's
+    buffer passed through (output_to_operand_aliasing, the operand element of an
+    asynchronous start's tuple) and the -done halves of asynchronous collectives (also
+    libtpu's async-collective-done fusions). The compiler's own 'bytes accessed'
+    is larger: it counts operands in on-chip memory too, each prefetch three or four
+    times and a convolution at about twice its operands and result (BENCHMARKS.md,
+    "TPU programs"); this is a rough read-once estimate of HBM traffic.
     """
     totals = {"ops": 0, "ops_logical": 0, "prefetch": 0}
     arrays: dict[str, list[tuple[int, int, bool]]] = {}
@@ -226,9 +279,13 @@ def hbm_traffic_estimate(hlo_text: str) -> dict[str, int]:
         if not listed(line, opcode):
             continue
         operands = _OPERAND.findall(rest.split("),", 1)[0])
-        for logical, tiled, in_hbm in (
-            a for o in operands + [name] for a in arrays.get(o, ())
-        ):
+        # A result array that is an operand's buffer passed through is counted once,
+        # as the operand.
+        skip = passed_through(line, opcode, shape)
+        written = [a for a, s in zip(arrays[name], skip) if not s]
+        for logical, tiled, in_hbm in [
+            a for o in operands for a in arrays.get(o, ())
+        ] + written:
             if in_hbm:
                 totals["ops"] += tiled
                 totals["ops_logical"] += logical

@@ -166,3 +166,52 @@ def test_long_tuples_with_index_comments_are_parsed():
     (op,) = tpu_compile.top_level_ops(hlo)
     assert op["bytes"] == 7 * 8 * 128 * 2
     assert tpu_compile.hbm_traffic_estimate(hlo)["ops"] == 7 * 8 * 128 * 2
+
+
+def test_hbm_traffic_estimate_counts_async_collectives_once():
+    # An all-gather of a (2,128) shard into (8,128), all in HBM: the start reads the
+    # shard and writes the gathered array (its tuple carries the operand along: not a
+    # write), the done moves nothing.
+    shard, full = "bf16[2,128]{1,0:T(2,128)(2,1)}", "bf16[8,128]{1,0:T(8,128)(2,1)}"
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p0: bf16[2,128]) -> bf16[8,128] {",
+            f"  %p0 = {shard} parameter(0)",
+            f"  %ags = ({shard}, {full}) all-gather-start(%p0), dimensions={{0}}",
+            f"  ROOT %agd = {full} all-gather-done(%ags)",
+            "}",
+        ]
+    )
+    assert tpu_compile.hbm_traffic_estimate(hlo)["ops"] == (2 + 8) * 128 * 2
+    # libtpu's form: the halves are fusions, the shard passes through aliased, the
+    # done half aliases the gathered buffer; a layer's fusion may take the start in.
+    hlo = "\n".join(
+        [
+            "ENTRY %main (p0: bf16[2,128], p1: bf16[8,128]) -> bf16[8,128] {",
+            f"  %p0 = {shard} parameter(0)",
+            f"  %p1 = {full} parameter(1)",
+            f"  %async-collective-start = ({full}, {shard}, {full}, u32[]{{:S(2)}}) "
+            "fusion(%p1, %p0), kind=kOutput, output_to_operand_aliasing={{1}: (1, {})}, "
+            "calls=%fused_computation.1",
+            "  %g0 = bf16[2,128]{1,0:T(2,128)(2,1)} get-tuple-element("
+            "%async-collective-start), index=1",
+            "  %g1 = bf16[8,128]{1,0:T(8,128)(2,1)} get-tuple-element("
+            "%async-collective-start), index=2",
+            "  %g2 = u32[]{:S(2)} get-tuple-element(%async-collective-start), index=3",
+            f"  ROOT %async-collective-done = {full} fusion(%g0, %g1, %g2), kind=kCustom, "
+            "output_to_operand_aliasing={{}: (1, {})}, calls=%fused_computation.2",
+            "}",
+        ]
+    )
+    # The start: reads p1 and the shard, writes its layer result and the gathered
+    # array; the shard passed through and the done half count nothing.
+    assert tpu_compile.hbm_traffic_estimate(hlo)["ops"] == (8 + 2 + 8 + 8) * 128 * 2
+    assert [op["name"] for op in tpu_compile.top_level_ops(hlo)] == [
+        "async-collective-start"
+    ]
+    assert tpu_compile.leaf_indices(f"(({shard}, {full}), {full}, u32[])") == [
+        (0, 0),
+        (0, 1),
+        (1,),
+        (2,),
+    ]
