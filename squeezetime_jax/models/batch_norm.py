@@ -44,8 +44,13 @@ def _sum_over_batch(values: tuple[Array, ...]) -> tuple[Array, ...]:
     return tuple(v.sum(axes) for v in values)
 
 
-def _mean_over_batch(values: tuple[Array, ...], axis_name: str | None) -> tuple[Array, ...]:
-    means = jnp.stack(_sum_over_batch(values)) / _reduced_count(values[0], None)
+def _mean_over_batch(
+    values: tuple[Array, ...], axis_name: str | None, phases: int = 1
+) -> tuple[Array, ...]:
+    """Per-channel means; `phases` > 1: channel-packed values (models.packing), whose
+    phases are summed into one pixel's channels."""
+    sums = [fold_channels(s, phases) for s in _sum_over_batch(values)]
+    means = jnp.stack(sums) / (_reduced_count(values[0], None) * phases)
     if axis_name:
         means = lax.pmean(means, axis_name)  # one collective for all of them
     return tuple(means)
@@ -67,12 +72,13 @@ def batch_norm_train(
     return _forward(x, scale, bias, epsilon, axis_name)[0]
 
 
-def _forward(x, scale, bias, epsilon, axis_name):
+def _forward(x, scale, bias, epsilon, axis_name, phases=1):
     xf = x.astype(_stats_dtype(x))
-    mean, mean_of_squares = _mean_over_batch((xf, xf * xf), axis_name)
+    mean, mean_of_squares = _mean_over_batch((xf, xf * xf), axis_name, phases)
     var = jnp.maximum(0.0, mean_of_squares - mean * mean)
     inv_std = lax.rsqrt(var + epsilon)
-    y = _normalize(xf, mean, inv_std, scale, bias)
+    tiled = (tile_channels(v, phases) for v in (mean, inv_std, scale, bias))
+    y = _normalize(xf, *tiled)
     return (y, mean, var), (x, mean, inv_std, scale)
 
 
@@ -105,41 +111,18 @@ batch_norm_train.defvjp(_forward, _backward)
 
 
 def batch_norm_train_autodiff(
-    x: Array, scale: Array, bias: Array, epsilon: float, axis_name: str | None
-) -> tuple[Array, Array, Array]:
-    """`batch_norm_train` without the custom VJP: the same function, differentiated
-    by JAX (model.kernels="xla")."""
-    return _forward(x, scale, bias, epsilon, axis_name)[0]
-
-
-def batch_norm_train_packed(
     x: Array,
     scale: Array,
     bias: Array,
     epsilon: float,
     axis_name: str | None,
-    phases: int,
+    phases: int = 1,
 ) -> tuple[Array, Array, Array]:
-    """`batch_norm_train_autodiff` on a channel-packed x (models.packing): the last
-    axis holds `phases` pixels' channels, phase-major; statistics sum over the phases
-    and the per-channel vectors are tiled over them. The same function as on the
-    unpacked array."""
-    xf = x.astype(_stats_dtype(x))
-    sums = [fold_channels(s, phases) for s in _sum_over_batch((xf, xf * xf))]
-    means = jnp.stack(sums) / (_reduced_count(x, None) * phases)
-    if axis_name:
-        means = lax.pmean(means, axis_name)
-    mean, mean_of_squares = means
-    var = jnp.maximum(0.0, mean_of_squares - mean * mean)
-    inv_std = lax.rsqrt(var + epsilon)
-    y = _normalize(
-        xf,
-        tile_channels(mean, phases),
-        tile_channels(inv_std, phases),
-        tile_channels(scale, phases),
-        tile_channels(bias, phases),
-    )
-    return y, mean, var
+    """`batch_norm_train` without the custom VJP: the same function, differentiated
+    by JAX (model.kernels="xla"). `phases` > 1: x is channel-packed (models.packing),
+    its last axis `phases` pixels' channels, phase-major; statistics sum over the
+    phases and the per-channel vectors are tiled over them."""
+    return _forward(x, scale, bias, epsilon, axis_name, phases)[0]
 
 
 class BatchNorm(nn.Module):
@@ -206,12 +189,7 @@ class BatchNorm(nn.Module):
             if phases > 1:
                 if self.custom_gradient:
                     raise ValueError("BatchNorm: phases > 1 needs custom_gradient=False")
-
-                def train_fn(x, scale, bias, epsilon, axis_name):
-                    return batch_norm_train_packed(
-                        x, scale, bias, epsilon, axis_name, phases
-                    )
-
+                train_fn = functools.partial(batch_norm_train_autodiff, phases=phases)
             else:
                 train_fn = (
                     batch_norm_train if self.custom_gradient else batch_norm_train_autodiff
