@@ -67,6 +67,11 @@ class SlotLayout:
             offset += _aligned(math.prod(shape) * value.dtype.itemsize)
         return cls(tuple(arrays), max(offset, ALIGNMENT))
 
+    @property
+    def rows(self) -> int:
+        """Clips per batch: the leading dimension of every array."""
+        return self.arrays[0][2][0]
+
     def views(self, slot: np.ndarray) -> dict[str, np.ndarray]:
         """The batch's arrays inside `slot` (a uint8 array of slot_bytes), not copied."""
         return {
@@ -234,9 +239,10 @@ class FillSlot(grain.transforms.Map):
                     )
                 target[...] = value
             row += self._per_example
-        rows = spec.layout.arrays[0][2][0]
-        if row != rows:
-            raise ValueError(f"batch {batch} has {row} clips; its slot holds {rows}")
+        if row != spec.layout.rows:
+            raise ValueError(
+                f"batch {batch} has {row} clips; its slot holds {spec.layout.rows}"
+            )
         return batch
 
     def _wait_for_slot(self, batch: int) -> None:

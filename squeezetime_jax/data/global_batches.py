@@ -32,12 +32,17 @@ class GlobalPosition(grain.transforms.Map):
         return batch * self._global + self._offset + row
 
 
+def end_position(process_count: int) -> int:
+    """Where a process's stream of positions stops: its global positions stay below
+    sys.maxsize."""
+    return sys.maxsize // (2 * process_count)
+
+
 def process_positions(
     *, per_process: int, process_index: int, process_count: int, start_batch: int = 0
 ) -> grain.MapDataset:
     """This process's endless stream of global positions, from global batch `start_batch`."""
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
-    stop = sys.maxsize // (2 * process_count)  # global positions stay below maxsize
-    local = grain.MapDataset.range(start_batch * per_process, stop)
+    local = grain.MapDataset.range(start_batch * per_process, end_position(process_count))
     return local.map(GlobalPosition(per_process, process_index, process_count))

@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 from typing import Any, Mapping
 
 import grain
@@ -184,7 +183,7 @@ def make_train_dataset(
     position = global_batches.GlobalPosition(windows, pi, pc)
     if data_config.num_workers > 0 and data_config.get("batch_slots", True):
         examples = _BatchExamples(example, position, windows)
-        stop = sys.maxsize // (2 * windows * pc)  # global positions stay below maxsize
+        stop = global_batches.end_position(pc) // windows
         return slot_batches(data_config, examples, windows, repeats, start_batch, stop)
     ds = global_batches.process_positions(
         per_process=windows, process_index=pi, process_count=pc, start_batch=start_batch
@@ -223,14 +222,15 @@ def slot_batches(
         example = {key: np.asarray(value)[0] for key, value in example.items()}
     rows = examples_per_batch * clips_per_example
     layout = batch_slots.SlotLayout.of_example(example, rows)
+    options = read_options(data_config)
     # Batches in flight: per worker its output buffer, its read-ahead and one being
-    # written; plus a few the trainer still holds.
-    buffered = 2 * max(1, data_config.worker_buffer_size) + 2
+    # written (and one more of margin); plus a few the trainer still holds.
+    buffered = max(1, data_config.worker_buffer_size) + options.prefetch_buffer_size + 2
     num_slots = data_config.num_workers * buffered + batch_slots.HELD_BATCHES
     slots = batch_slots.BatchSlots(layout, num_slots, start_batch)
     ds = grain.MapDataset.range(start_batch, stop)
     ds = ds.map(batch_slots.FillSlot(slots.spec, examples, clips_per_example))
-    ds = prefetch_with_workers(ds.to_iter_dataset(read_options(data_config)), data_config)
+    ds = prefetch_with_workers(ds.to_iter_dataset(options), data_config)
     return ds.map(batch_slots.OpenSlot(slots))
 
 
