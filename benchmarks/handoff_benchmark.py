@@ -1,7 +1,8 @@
-"""The hand-off of training batches from the worker processes to the devices.
+"""The hand-off of training and evaluation batches from the worker processes to the devices.
 
-Measures the CPU that the receiving process (the trainer) spends per clip to take a
-batch from the worker processes and put it on its devices (`mesh.global_batch`):
+Measures the CPU that the receiving process (the trainer, the evaluator) spends per
+clip to take a batch from the worker processes and put it on its devices
+(`mesh.global_batch`):
 
   * grain: Grain's mp_prefetch hand-off (`data.batch_slots = False`): every batch
     array crosses in a new shared-memory segment;
@@ -14,8 +15,14 @@ decoding worker writes its output), so only the hand-off is measured: the receiv
 process's CPU per clip and the clips per CPU-second that leaves it. The wall rate is
 the workers' (they copy every clip once) and is printed for reference only.
 
-  python benchmarks/handoff_benchmark.py [--batch 64,256] [--clip rgb,yuv420] \
-      [--workers 2] [--host-devices 8] [--seconds 10] [--json FILE]
+`--task eval` measures evaluation batches instead (`pipeline.eval_batches`): a worker
+makes all `--views` views of a video at once; through Grain's hand-off the receiving
+process then re-batches them (one more copy), through slots a batch holds whole
+videos and ends in masked padding. Figures there are per real (unmasked) view.
+
+  python benchmarks/handoff_benchmark.py [--task train,eval] [--batch 64,256] \
+      [--clip rgb,yuv420] [--views 30] [--workers 2] [--host-devices 8] \
+      [--seconds 10] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import os
 import platform
 import sys
 import time
+
+import grain
 
 
 def _parser():
@@ -38,6 +47,10 @@ def _parser():
         "yuv420: the 4:2:0 planes of the same crop (half the bytes)",
     )
     parser.add_argument("--mode", default="grain,slots")
+    parser.add_argument("--task", default="train", help="train, eval or both")
+    parser.add_argument(
+        "--views", type=int, default=30, help="eval: views per video (10 clips x 3 crops)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--host-devices",
@@ -91,15 +104,59 @@ class _Example:
         return self._examples.example(int(index))
 
 
-def dataset(mode: str, clip: str, batch: int, data_config):
-    import grain
+class SyntheticViews(grain.transforms.Map):
+    """Local video -> its views, stacked, as clips.EvalViews gives them: a new array of
+    `views` copies of one fixed clip and the per-view keys of an evaluation batch."""
 
-    from squeezetime_jax.data import pipeline
+    def __init__(self, clip: str, views: int):
+        self._shape, self._views, self._clip = CLIP_SHAPES[clip], views, None
 
-    examples = SyntheticExamples(clip, batch)
+    def map(self, video):
+        import numpy as np
+
+        if self._clip is None:
+            self._clip = np.random.default_rng(0).integers(0, 256, self._shape, np.uint8)
+        n, views = self._views, np.arange(self._views, dtype=np.int32)
+        return {
+            "video": np.repeat(self._clip[None], n, axis=0),
+            "label": np.full(n, int(video) % 400, np.int32),
+            "video_index": np.full(n, int(video), np.int32),
+            "clip_index": views // 3,
+            "crop_index": views % 3,
+            "mask": np.ones(n, bool),
+            "decode_failed": np.zeros(n, bool),
+        }
+
+
+def dataset(task: str, mode: str, clip: str, batch: int, data_config, views: int):
+    import numpy as np
+
+    from squeezetime_jax.data import batch_slots, pipeline
+
     stop = 10**9
+    if task == "eval":
+        data_config.batch_slots = mode == "slots"
+        pad = {
+            key: np.zeros_like(value[0])
+            for key, value in SyntheticViews(clip, 1).map(0).items()
+        }
+        pad["video_index"] = np.int32(-1)
+        ds, _ = pipeline.eval_batches(
+            data_config,
+            SyntheticViews(clip, views),
+            num_videos=stop,
+            max_videos=stop,
+            views=views,
+            batch_size=batch,
+            pad=pad,
+        )
+        return ds
+    examples = SyntheticExamples(clip, batch)
     if mode == "slots":
-        return pipeline.slot_batches(data_config, examples, batch, 1, 0, stop)
+        layout = batch_slots.SlotLayout.of_example(examples.example(0), batch)
+        return pipeline.slot_batches(
+            data_config, examples, layout=layout, start_batch=0, stop=stop
+        )
     ds = (
         grain.MapDataset.range(stop)
         .map(_Example(examples))
@@ -109,13 +166,13 @@ def dataset(mode: str, clip: str, batch: int, data_config):
     return pipeline.prefetch_with_workers(ds, data_config)
 
 
-def measure(mode: str, clip: str, batch: int, args, mesh) -> dict:
+def measure(task: str, mode: str, clip: str, batch: int, args, mesh) -> dict:
     from squeezetime_jax.data import default_data_config
     from squeezetime_jax.training import mesh as mesh_lib
 
     cfg = default_data_config()
     cfg.num_workers = args.workers
-    it = iter(dataset(mode, clip, batch, cfg))
+    it = iter(dataset(task, mode, clip, batch, cfg, args.views))
     # Warm-up: the workers start, and every slot (or Grain buffer) has been written
     # once, so first-touch page faults are not in the figures.
     held = []
@@ -128,18 +185,21 @@ def measure(mode: str, clip: str, batch: int, args, mesh) -> dict:
         local = next(it)
         c1 = time.process_time()
         held = held[1:] + [mesh_lib.global_batch(local, mesh)]  # as a trainer holds a few
-        del local
         c2 = time.process_time()
-        wait_cpu, take_cpu, n = wait_cpu + c1 - c0, take_cpu + c2 - c1, n + batch
+        n += int(local["mask"].sum()) if task == "eval" else batch
+        del local
+        wait_cpu, take_cpu = wait_cpu + c1 - c0, take_cpu + c2 - c1
     wall = time.perf_counter() - t0
     del held
     if hasattr(it, "close"):
         it.close()
     cpu = wait_cpu + take_cpu
     return {
+        "task": task,
         "mode": mode,
         "clip": clip,
         "batch": batch,
+        **({"views_per_video": args.views} if task == "eval" else {}),
         "clip_mb": round(_clip_bytes(clip) / 1e6, 3),
         "clips": n,
         "receiving_cpu_us_per_clip": round(1e6 * cpu / n, 2),
@@ -165,12 +225,13 @@ def main(argv=None) -> int:
 
     mesh = mesh_lib.make_mesh()
     rows = []
-    for clip in args.clip.split(","):
-        for batch in (int(b) for b in args.batch.split(",")):
-            for mode in args.mode.split(","):
-                row = measure(mode, clip, batch, args, mesh)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+    for task in args.task.split(","):
+        for clip in args.clip.split(","):
+            for batch in (int(b) for b in args.batch.split(",")):
+                for mode in args.mode.split(","):
+                    row = measure(task, mode, clip, batch, args, mesh)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
     info = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),

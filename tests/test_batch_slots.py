@@ -1,4 +1,4 @@
-"""Training batches through reusable shared-memory slots (data/batch_slots.py)."""
+"""Batches through reusable shared-memory slots (data/batch_slots.py)."""
 
 import gc
 import os
@@ -44,9 +44,25 @@ class RandomExamples:
         return {k: np.concatenate([e[k] for e in examples]) for k in examples[0]}
 
 
+def layout_of(examples: RandomExamples) -> batch_slots.SlotLayout:
+    return batch_slots.SlotLayout.of_example(
+        RandomExamples(shape=examples._shape).example(0), ROWS
+    )
+
+
+def slot_batches(cfg, examples, start_batch, stop=10**6):
+    return pipeline.slot_batches(
+        cfg,
+        examples,
+        layout=layout_of(examples),
+        start_batch=start_batch,
+        stop=stop,
+        stacked=examples._clips > 1,
+    )
+
+
 def make_slots(examples, num_slots=3, first_batch=0):
-    layout = batch_slots.SlotLayout.of_example(next(iter(examples(first_batch))), ROWS)
-    return batch_slots.BatchSlots(layout, num_slots, first_batch)
+    return batch_slots.BatchSlots(layout_of(examples), num_slots, first_batch)
 
 
 def assert_batch(got, want):
@@ -61,14 +77,25 @@ def test_workers_write_the_batches_into_slots(clips):
     examples = RandomExamples(rows=ROWS // clips, clips=clips)
     cfg = default_data_config()
     cfg.num_workers, cfg.worker_buffer_size = 2, 1
-    ds = pipeline.slot_batches(cfg, examples, ROWS // clips, clips, 5, 10**6)
-    it = iter(ds)
+    it = iter(slot_batches(cfg, examples, 5))
     try:
         # More batches than slots: every slot is reused several times.
         for batch in range(5, 5 + 40):
             assert_batch(next(it), examples.expected(batch))
     finally:
         it.close()
+
+
+def test_a_finite_dataset_can_be_read_again():
+    examples = RandomExamples()
+    cfg = default_data_config()
+    cfg.num_workers, cfg.worker_buffer_size = 1, 1
+    ds = slot_batches(cfg, examples, 3, stop=20)  # 17 batches through 8 slots
+    for _ in range(2):  # each pass has slots of its own
+        passed = [{k: v.copy() for k, v in batch.items()} for batch in ds]
+        assert len(passed) == 17
+        for batch, got in zip(range(3, 20), passed):
+            assert_batch(got, examples.expected(batch))
 
 
 def test_a_slot_is_rewritten_only_after_its_views_are_gone():
@@ -124,7 +151,7 @@ _ASYNC_STEPS = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from squeezetime_jax.data import batch_slots, default_data_config, pipeline
     from squeezetime_jax.training import mesh as mesh_lib
-    from tests.test_batch_slots import RandomExamples
+    from tests.test_batch_slots import RandomExamples, slot_batches
 
     if sys.argv[1] == "off":
         batch_slots.RECLAIM_SECONDS = 1e9
@@ -140,7 +167,7 @@ _ASYNC_STEPS = textwrap.dedent("""
     def main():
         cfg = default_data_config()
         cfg.num_workers, cfg.worker_buffer_size = 1, 1  # 8 slots
-        it = iter(pipeline.slot_batches(cfg, examples, 8, 1, 0, 10**6))
+        it = iter(slot_batches(cfg, examples, 0))
         mesh = mesh_lib.make_mesh()
         state = jnp.zeros((), jnp.int32)
         for _ in range(30):  # dispatch runs ahead of the steps by more than 8 batches
@@ -191,6 +218,13 @@ def test_examples_that_do_not_match_the_layout_are_named():
 
     with pytest.raises(ValueError, match=f"has {ROWS - 1} clips; its slot holds {ROWS}"):
         batch_slots.FillSlot(slots.spec, fewer).map(1)
+
+    def stacked(batch):  # ROWS clips in one stack, then one more
+        yield examples.expected(batch)
+        yield examples.expected(batch)
+
+    with pytest.raises(ValueError, match=f"has more than {ROWS} clips"):
+        batch_slots.FillSlot(slots.spec, stacked, stacked=True).map(1)
     with pytest.raises(TypeError, match="'name' holds Python objects"):
         batch_slots.SlotLayout.of_example({"name": np.array(["a"], object)}, 2)
 

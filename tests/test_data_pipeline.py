@@ -264,10 +264,17 @@ def test_wrong_header_frame_count_still_samples_real_frames(prepared, monkeypatc
             assert not b["decode_failed"][k]
 
 
-@pytest.mark.parametrize("process_count,batch", [(2, 4), (3, 7)])
-def test_eval_views_seen_exactly_once_across_processes(prepared, process_count, batch):
+# With a worker, batch 7 holds one video's 6 views and a pad (batch slots); batch 4
+# is smaller than a video's views and takes the Grain hand-off.
+@pytest.mark.parametrize(
+    "process_count,batch,workers", [(2, 4, 0), (3, 7, 0), (2, 4, 1), (3, 7, 1)]
+)
+def test_eval_views_seen_exactly_once_across_processes(
+    prepared, process_count, batch, workers
+):
     out, videos = prepared
     cfg = small_config(out)
+    cfg.num_workers = workers
     protocol = {"base": "test", "num_clips": 2, "num_crops": 3}
     seen, lengths = [], []
     for p in range(process_count):
@@ -322,3 +329,47 @@ def test_normalize_on_device():
     want = (x.astype(np.float64) - np.array(MEAN_RGB)) / np.array(STD_RGB)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def _views_by_index(ds) -> dict:
+    views = {}
+    for batch in ds:
+        for row in np.flatnonzero(batch["mask"]):
+            key = tuple(
+                int(batch[k][row]) for k in ("video_index", "clip_index", "crop_index")
+            )
+            assert key not in views
+            views[key] = {k: np.copy(v[row]) for k, v in batch.items()}
+    return views
+
+
+def test_eval_batches_through_slots_hold_whole_videos_and_the_same_views(prepared):
+    out, videos = prepared
+    cfg = small_config(out)
+    protocol = {"base": "test", "num_clips": 2, "num_crops": 3}
+
+    def make(workers):
+        cfg.num_workers = workers
+        return make_eval_dataset(
+            cfg,
+            batch_size_per_process=13,  # two videos' views and one blank
+            protocol=protocol,
+            split="train",
+            process_index=0,
+            process_count=1,
+        )
+
+    grain_handoff, slots = make(0), make(1)
+    assert len(grain_handoff) == -(-len(videos) * 6 // 13)
+    assert len(slots) == -(-len(videos) // 2)
+    for batch in slots:
+        assert batch["video"].shape[0] == 13
+        assert not batch["mask"][12] and batch["video_index"][12] == -1
+        indices = batch["video_index"][batch["mask"]]
+        assert len(indices) in (6, 12) and len(set(indices.tolist())) == len(indices) // 6
+    want, got = _views_by_index(grain_handoff), _views_by_index(slots)
+    assert sorted(got) == sorted(want)
+    assert len(got) == 6 * len(videos)
+    for key, view in want.items():
+        for name, value in view.items():
+            np.testing.assert_array_equal(got[key][name], value, err_msg=f"{key} {name}")

@@ -197,17 +197,15 @@ def _attach(spec: SlotsSpec):
 class FillSlot(grain.transforms.Map):
     """Worker side: local batch number -> the batch written into its slot; returns the number.
 
-    `examples(batch)` yields the batch's clips in row order, each a dict of arrays with
-    `clips_per_example` leading rows when that is above 1 (repeated augmentation).
+    `examples(batch)` yields the batch's clips in row order: each a dict with one clip's
+    arrays or, when `stacked`, a dict of arrays holding any number of clips along a
+    leading axis (a window's repeated clips, a video's evaluation views).
     """
 
     def __init__(
-        self,
-        spec: SlotsSpec,
-        examples: Callable[[int], Any],
-        clips_per_example: int = 1,
+        self, spec: SlotsSpec, examples: Callable[[int], Any], stacked: bool = False
     ):
-        self._spec, self._examples, self._per_example = spec, examples, clips_per_example
+        self._spec, self._examples, self._stacked = spec, examples, stacked
         self._memory = None
 
     def map(self, batch):
@@ -227,18 +225,25 @@ class FillSlot(grain.transforms.Map):
                     f"batch {batch}: example keys {sorted(example)} differ from the "
                     f"batch layout's {sorted(arrays)}"
                 )
+            count = len(next(iter(example.values()))) if self._stacked else 1
+            if row + count > spec.layout.rows:
+                raise ValueError(
+                    f"batch {batch} has more than {spec.layout.rows} clips, what its "
+                    "slot holds"
+                )
             for key, value in example.items():
-                target = arrays[key][row : row + self._per_example]
-                if self._per_example == 1:
-                    target = target[0, ...]  # a view, also for scalars
                 value = np.asarray(value)
+                if self._stacked:
+                    target = arrays[key][row : row + count]
+                else:
+                    target = arrays[key][row, ...]  # a view, also for scalars
                 if value.shape != target.shape or value.dtype != target.dtype:
                     raise ValueError(
                         f"batch {batch}: key {key!r} is {value.dtype}{list(value.shape)}, "
                         f"the layout has {target.dtype}{list(target.shape)}"
                     )
                 target[...] = value
-            row += self._per_example
+            row += count
         if row != spec.layout.rows:
             raise ValueError(
                 f"batch {batch} has {row} clips; its slot holds {spec.layout.rows}"
@@ -286,3 +291,40 @@ class OpenSlot(grain.transforms.Map):
 
     def map(self, batch):
         return self._slots.open(int(batch))
+
+
+class SlotBatchesDataset(grain.IterDataset):
+    """Batches `batches` (local batch numbers, in order) made by `examples` in worker
+    processes and handed over through slots of `layout`.
+
+    Each iteration makes its own segment, so iterating again (evaluation) never meets
+    the slots' state of an earlier pass. `prefetch(ds)` runs a dataset of batch numbers
+    in the workers (pipeline.prefetch_with_workers); `num_slots` counts the batches that
+    can be in flight at once.
+    """
+
+    def __init__(
+        self,
+        batches: grain.MapDataset,
+        examples: Callable[[int], Any],
+        *,
+        layout: SlotLayout,
+        num_slots: int,
+        prefetch: Callable[[grain.IterDataset], grain.IterDataset],
+        read_options: grain.ReadOptions,
+        stacked: bool = False,
+    ):
+        super().__init__()
+        self._batches, self._examples, self._stacked = batches, examples, stacked
+        self._layout, self._num_slots = layout, num_slots
+        self._prefetch, self._read_options = prefetch, read_options
+
+    def __iter__(self) -> grain.DatasetIterator:
+        first = int(self._batches[0]) if len(self._batches) else 0
+        slots = BatchSlots(self._layout, self._num_slots, first)
+        fill = FillSlot(slots.spec, self._examples, self._stacked)
+        ds = self._prefetch(self._batches.map(fill).to_iter_dataset(self._read_options))
+        return ds.map(OpenSlot(slots)).__iter__()
+
+    def __str__(self) -> str:
+        return f"SlotBatchesDataset(slots={self._num_slots}, rows={self._layout.rows})"

@@ -21,9 +21,10 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.num_workers = 8  # mp_prefetch worker processes per host
     c.worker_buffer_size = 2  # batches buffered per worker
     c.read_threads = 1  # threads per worker process reading/decoding records
-    # Workers write training batches into reusable shared-memory slots and the trainer
-    # passes them to the devices without a copy (data/batch_slots.py); False: Grain's
-    # own hand-off (a new shared-memory segment per array and batch).
+    # Workers write training and evaluation batches into reusable shared-memory slots
+    # that go to the devices without a copy (data/batch_slots.py); False: Grain's own
+    # hand-off (a new shared-memory segment per array and batch). Evaluation uses slots
+    # when a process's batch holds at least one video's views.
     c.batch_slots = True
     c.seed = 0
     c.output_dtype = "uint8"  # normalize on device with normalize_on_device

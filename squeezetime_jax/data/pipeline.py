@@ -9,12 +9,16 @@ any layout by starting at global batch `start_batch` (= the step).
 
 Evaluation: view-indexed. Every (video, clip, crop) is one element; processes take
 interleaved videos, and each pads its views with masked blanks to the same number of
-full batches, so every view is seen exactly once across processes.
+full batches, so every view is seen exactly once across processes. With workers and
+batch slots, a batch holds whole videos (as many as fit) followed by padding, so
+that a worker decodes each video once and writes its views straight into the batch;
+otherwise views run on across batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -183,8 +187,17 @@ def make_train_dataset(
     position = global_batches.GlobalPosition(windows, pi, pc)
     if data_config.num_workers > 0 and data_config.get("batch_slots", True):
         examples = _BatchExamples(example, position, windows)
-        stop = global_batches.end_position(pc) // windows
-        return slot_batches(data_config, examples, windows, repeats, start_batch, stop)
+        first = next(iter(examples(start_batch)))  # the layout, from a real clip
+        if repeats > 1:
+            first = {key: np.asarray(value)[0] for key, value in first.items()}
+        return slot_batches(
+            data_config,
+            examples,
+            layout=batch_slots.SlotLayout.of_example(first, batch_size_per_process),
+            start_batch=start_batch,
+            stop=global_batches.end_position(pc) // windows,
+            stacked=repeats > 1,
+        )
     ds = global_batches.process_positions(
         per_process=windows, process_index=pi, process_count=pc, start_batch=start_batch
     )
@@ -209,29 +222,29 @@ class _BatchExamples:
 def slot_batches(
     data_config,
     examples,
-    examples_per_batch: int,
-    clips_per_example: int,
+    *,
+    layout: batch_slots.SlotLayout,
     start_batch: int,
     stop: int,
+    stacked: bool = False,
 ) -> grain.IterDataset:
     """Batches start_batch..stop-1, written by the workers into reusable shared-memory
-    slots (data/batch_slots.py). `examples(batch)` yields a batch's examples in row order.
+    slots of `layout` (data/batch_slots.py). `examples(batch)` yields a batch's clips in
+    row order (`stacked`: dicts of several clips along a leading axis).
     """
-    example = next(iter(examples(start_batch)))  # the batch layout, from a real example
-    if clips_per_example > 1:
-        example = {key: np.asarray(value)[0] for key, value in example.items()}
-    rows = examples_per_batch * clips_per_example
-    layout = batch_slots.SlotLayout.of_example(example, rows)
     options = read_options(data_config)
     # Batches in flight: per worker its output buffer, its read-ahead and one being
-    # written (and one more of margin); plus a few the trainer still holds.
+    # written (and one more of margin); plus a few the consumer still holds.
     buffered = max(1, data_config.worker_buffer_size) + options.prefetch_buffer_size + 2
-    num_slots = data_config.num_workers * buffered + batch_slots.HELD_BATCHES
-    slots = batch_slots.BatchSlots(layout, num_slots, start_batch)
-    ds = grain.MapDataset.range(start_batch, stop)
-    ds = ds.map(batch_slots.FillSlot(slots.spec, examples, clips_per_example))
-    ds = prefetch_with_workers(ds.to_iter_dataset(options), data_config)
-    return ds.map(batch_slots.OpenSlot(slots))
+    return batch_slots.SlotBatchesDataset(
+        grain.MapDataset.range(start_batch, stop),
+        examples,
+        layout=layout,
+        num_slots=data_config.num_workers * buffered + batch_slots.HELD_BATCHES,
+        prefetch=functools.partial(prefetch_with_workers, data_config=data_config),
+        read_options=options,
+        stacked=stacked,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,14 +308,87 @@ def _merge_repeats(batch: dict) -> dict:
     return {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
 
 
-class _WithRecord(grain.transforms.Map):
-    """Global video index -> (index, record); a class so worker processes can pickle it."""
+class _LocalVideoViews(grain.transforms.Map):
+    """This process's j-th video -> all its views, stacked (clips.EvalViews).
 
-    def __init__(self, source):
-        self._source = source
+    A class so worker processes can pickle it.
+    """
 
-    def map(self, index):
-        return int(index), self._source[int(index)]
+    def __init__(self, source, views: clips.EvalViews, process_index, process_count):
+        self._source, self._views = source, views
+        self._first, self._step = process_index, process_count
+
+    def map(self, local_video):
+        index = self._first + int(local_video) * self._step
+        return self._views.map((index, self._source[index]))
+
+
+class _WholeVideoBatch:
+    """Local batch number -> its videos' stacked views, then padding up to `rows`."""
+
+    def __init__(self, video_views, *, num_videos, videos_per_batch, views, rows, pad):
+        self._video_views, self._num_videos = video_views, num_videos
+        self._per_batch, self._views, self._rows, self._pad = (
+            videos_per_batch,
+            views,
+            rows,
+            pad,
+        )
+
+    def __call__(self, batch: int):
+        first = batch * self._per_batch
+        videos = range(first, min(first + self._per_batch, self._num_videos))
+        for video in videos:
+            yield self._video_views.map(video)
+        missing = self._rows - len(videos) * self._views
+        if missing:
+            yield {
+                key: np.broadcast_to(value, (missing,) + np.shape(value))
+                for key, value in self._pad.items()
+            }
+
+
+def eval_batches(
+    data_config,
+    video_views: grain.transforms.Map,
+    *,
+    num_videos: int,
+    max_videos: int,
+    views: int,
+    batch_size: int,
+    pad: dict,
+) -> tuple[grain.IterDataset, int]:
+    """A process's evaluation batches and their number (the same on every process).
+
+    `video_views` maps this process's video j (of `num_videos`; the busiest process
+    has `max_videos`) to its `views` views, stacked; `pad` is one masked blank view.
+    """
+    if data_config.num_workers > 0 and data_config.get("batch_slots", True):
+        videos_per_batch = batch_size // views
+        if videos_per_batch:  # whole videos per batch: each is decoded once
+            num_batches = math.ceil(max_videos / videos_per_batch)
+            examples = _WholeVideoBatch(
+                video_views,
+                num_videos=num_videos,
+                videos_per_batch=videos_per_batch,
+                views=views,
+                rows=batch_size,
+                pad=pad,
+            )
+            ds = slot_batches(
+                data_config,
+                examples,
+                layout=batch_slots.SlotLayout.of_example(pad, batch_size),
+                start_batch=0,
+                stop=num_batches,
+                stacked=True,
+            )
+            return ds, num_batches
+    num_batches = math.ceil(max_videos * views / batch_size)
+    ds = grain.MapDataset.range(num_videos).map(video_views)
+    ds = prefetch_with_workers(ds.to_iter_dataset(read_options(data_config)), data_config)
+    ds = UnbatchPadIterDataset(ds, total=num_batches * batch_size, pad=pad)
+    return ds.batch(batch_size, drop_remainder=True), num_batches
 
 
 class EvalDataset:
@@ -358,13 +444,6 @@ def make_eval_dataset(
     source = open_source(data_config, split)
     index = _load_index(data_config, split, source)
     n, views = len(source), p.num_clips * p.num_crops
-    # Processes take videos pi, pi+pc, ...; the busiest has ceil(n/pc) videos.
-    num_batches = math.ceil(math.ceil(n / pc) * views / batch_size_per_process)
-    ds = grain.MapDataset.range(n)[pi::pc]
-    ds = ds.map(_WithRecord(source))
-    ds = ds.map(clips.EvalViews(data_config, p))
-    ds = ds.to_iter_dataset(read_options(data_config))
-    ds = prefetch_with_workers(ds, data_config)
     pad = {
         "video": np.zeros((data_config.num_frames, p.crop_size, p.crop_size, 3), np.uint8),
         "label": np.int32(0),
@@ -374,8 +453,16 @@ def make_eval_dataset(
         "mask": np.bool_(False),
         "decode_failed": np.bool_(False),
     }
-    ds = UnbatchPadIterDataset(ds, total=num_batches * batch_size_per_process, pad=pad)
-    ds = ds.batch(batch_size_per_process, drop_remainder=True)
+    # Processes take videos pi, pi+pc, ...; the busiest has ceil(n/pc) videos.
+    ds, num_batches = eval_batches(
+        data_config,
+        _LocalVideoViews(source, clips.EvalViews(data_config, p), pi, pc),
+        num_videos=len(range(pi, n, pc)),
+        max_videos=math.ceil(n / pc),
+        views=views,
+        batch_size=batch_size_per_process,
+        pad=pad,
+    )
     return EvalDataset(
         ds,
         protocol=p,
