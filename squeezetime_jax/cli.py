@@ -135,25 +135,3 @@ def exit_on_usage_error(main: Callable[[Sequence[str] | None], int]):
 
     wrapped.__doc__ = main.__doc__
     return wrapped
-
-
-def define_job_flags() -> None:
-    """The process flags of a training or evaluation job (absl's global flags): host
-    memory, log levels and multi-host start-up."""
-    from squeezetime_jax.runtime import host_memory, log_levels
-    from squeezetime_jax.training import distributed
-
-    distributed.define_flags()
-    host_memory.define_flags()
-    log_levels.define_flags()
-
-
-def start_job() -> None:
-    """Sets the process up from those flags, in the order it must happen: heap
-    settings before JAX creates its CPU backend, log levels, then jax.distributed."""
-    from squeezetime_jax.runtime import host_memory, log_levels
-    from squeezetime_jax.training import distributed
-
-    host_memory.configure_from_flags()
-    log_levels.configure_from_flags()
-    distributed.initialize_from_flags()

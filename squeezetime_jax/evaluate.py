@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from squeezetime_jax import cli
 from squeezetime_jax.evaluation.job import evaluate_checkpoint, parse_protocol, watch
+from squeezetime_jax.training import process_setup
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config (configs/*.py): data and mesh.", lock_config=False
@@ -57,14 +58,14 @@ _POLL = flags.DEFINE_float(
     "poll_seconds", 30.0, "--watch: seconds between looks for checkpoints."
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
-cli.define_job_flags()
+process_setup.define_flags()
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.start_job()
+    process_setup.configure_from_flags()
     protocol = parse_protocol(_PROTOCOL.value)
     overrides = tuple(config_flags.get_override_values(flags.FLAGS["config"]))
     if _WATCH.value:

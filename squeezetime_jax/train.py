@@ -13,6 +13,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from squeezetime_jax import cli
+from squeezetime_jax.training import process_setup
 from squeezetime_jax.training.trainer import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -21,14 +22,14 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Checkpoints, metrics and the saved config."
 )
-cli.define_job_flags()
+process_setup.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.start_job()
+    process_setup.configure_from_flags()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
