@@ -373,3 +373,25 @@ def test_eval_batches_through_slots_hold_whole_videos_and_the_same_views(prepare
     for key, view in want.items():
         for name, value in view.items():
             np.testing.assert_array_equal(got[key][name], value, err_msg=f"{key} {name}")
+
+
+def test_eval_batches_smaller_than_a_video_say_they_miss_the_slots(prepared, caplog):
+    out, _ = prepared
+    cfg = small_config(out)
+    cfg.num_workers = 1
+
+    def make(batch):
+        caplog.clear()
+        return make_eval_dataset(
+            cfg,
+            batch_size_per_process=batch,
+            protocol={"base": "test", "num_clips": 2, "num_crops": 3},
+            split="train",
+            process_index=0,
+            process_count=1,
+        )
+
+    make(5)
+    assert "hold less than one video's 6 views" in caplog.text
+    make(6)
+    assert "Grain's hand-off" not in caplog.text

@@ -384,6 +384,14 @@ def eval_batches(
                 stacked=True,
             )
             return ds, num_batches
+        logging.warning(
+            "evaluation batches of %d views per process hold less than one video's %d "
+            "views: they take Grain's hand-off, several times slower per view than "
+            "batch slots; an eval batch size of at least %d views per process avoids it",
+            batch_size,
+            views,
+            views,
+        )
     num_batches = math.ceil(max_videos * views / batch_size)
     ds = grain.MapDataset.range(num_videos).map(video_views)
     ds = prefetch_with_workers(ds.to_iter_dataset(read_options(data_config)), data_config)
