@@ -15,11 +15,14 @@ timer (time.process_time: the machine is shared, CPU time is what scales per cor
              stored at the short side)
   jitter, erase, aug params   host augmentation, or the parameter draw on device runs
   other      sampling, crop choice, flip view, stacking, retries (the rest of the map)
-  batch      np.stack into a batch, per clip
-  transfer   pickle round trip of the clip (upper bound for the worker -> trainer hop;
-             grain's mp_prefetch moves batches through shared memory, about one copy)
+  batch      with --handoff slots (the default pipeline): writing the clip into its
+             row of a batch slot; with --handoff grain: np.stack into a batch
+  transfer   --handoff grain only: a pickle round trip of the batch (upper bound for
+             the worker -> trainer hop of Grain's mp_prefetch, which moves batches
+             through new shared-memory segments)
 
-  python benchmarks/input_profile.py [--clips 120] [--reencode short_side=256,gop=32]
+  python benchmarks/input_profile.py [--clips 120] [--reencode short_side=256,gop=32] \
+      [--handoff slots|grain]
 """
 
 from __future__ import annotations
@@ -141,12 +144,45 @@ def make_source_dataset(tmp, name, args, reencode):
     }
 
 
-def profile_train(cfg, n_clips):
+class SlotRows:
+    """A batch slot's arrays (one preallocated batch): a worker writes each clip, or
+    each stack of clips, into its rows, as data/batch_slots.FillSlot does."""
+
+    def __init__(self):
+        self._arrays, self._row = None, 0
+
+    def write(self, stacks: list[dict]) -> None:
+        """The next batch: `stacks` of clips, each value an array with a leading row
+        axis or a list of the clips' arrays."""
+        rows = sum(len(next(iter(s.values()))) for s in stacks)
+        if self._arrays is None:
+            self._arrays = {
+                k: np.empty((rows,) + np.shape(v[0]), np.asarray(v[0]).dtype)
+                for k, v in stacks[0].items()
+            }
+        row = 0
+        for stack in stacks:
+            count = len(next(iter(stack.values())))
+            for key, value in stack.items():
+                if isinstance(value, list):
+                    for offset, clip in enumerate(value):
+                        self._arrays[key][row + offset] = clip
+                else:
+                    self._arrays[key][row : row + count] = value
+            row += count
+
+
+def _as_stack(example: dict, stacked: bool) -> dict:
+    return example if stacked else {k: np.asarray(v)[None] for k, v in example.items()}
+
+
+def profile_train(cfg, n_clips, handoff="slots"):
     source = pipeline.open_source(cfg, "train")
     train = clips.TrainClip(cfg, source)
     rng = np.random.default_rng(0)
     repeats = int(cfg.train.repeated_augmentation)
     train.random_map((0, source[0]), rng)  # warm up
+    slot = SlotRows()
     with StageTimer() as st:
         outs, total = [], 0.0
         for i in range(n_clips // repeats):
@@ -157,10 +193,14 @@ def profile_train(cfg, n_clips):
             total += time.process_time() - c0
             if len(outs) == 8:
                 c1 = time.process_time()
-                stacked = {k: np.stack([o[k] for o in outs]) for k in outs[0]}
-                c2 = time.process_time()
-                pickle.loads(pickle.dumps(stacked, protocol=5))
-                c3 = time.process_time()
+                if handoff == "slots":
+                    slot.write([_as_stack(o, repeats > 1) for o in outs])
+                    c2 = c3 = time.process_time()
+                else:
+                    stacked = {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+                    c2 = time.process_time()
+                    pickle.loads(pickle.dumps(stacked, protocol=5))
+                    c3 = time.process_time()
                 st.cpu["batch"] += c2 - c1
                 st.cpu["transfer"] += c3 - c2
                 total += c3 - c1
@@ -168,10 +208,16 @@ def profile_train(cfg, n_clips):
     return _per_item(st.cpu, total, (n_clips // repeats) * repeats)
 
 
-def profile_test(cfg, n_videos):
+def profile_test(cfg, n_videos, handoff="slots"):
     source = pipeline.open_source(cfg, "test")
-    test = clips.EvalViews(cfg, pipeline.eval_protocol(cfg, "test"))
+    protocol = pipeline.eval_protocol(cfg, "test")
+    # Through slots the views are written into the batch as they are, not stacked.
+    try:
+        test = clips.EvalViews(cfg, protocol, stacked=handoff != "slots")
+    except TypeError:  # an older checkout: always stacked
+        test = clips.EvalViews(cfg, protocol)
     test.map((0, source[0]))
+    slot = SlotRows()
     with StageTimer() as st:
         total = 0.0
         for i in range(n_videos):
@@ -180,8 +226,12 @@ def profile_test(cfg, n_videos):
             st.cpu["read"] += time.process_time() - c0
             out = test.map((0, record))
             c1 = time.process_time()
-            pickle.loads(pickle.dumps(out, protocol=5))
-            st.cpu["transfer"] += time.process_time() - c1
+            if handoff == "slots":  # the video's views into its rows of the batch
+                slot.write([out])
+                st.cpu["batch"] += time.process_time() - c1
+            else:
+                pickle.loads(pickle.dumps(out, protocol=5))
+                st.cpu["transfer"] += time.process_time() - c1
             total += time.process_time() - c0
     views = n_videos * cfg.test.num_clips * cfg.test.num_crops
     return _per_item(st.cpu, total, views)
@@ -219,6 +269,13 @@ def main():
     p.add_argument("--clips", type=int, default=120, help="train clips per measurement")
     p.add_argument("--test-videos", type=int, default=4)
     p.add_argument("--repeats", default="2", help="repeated_augmentation values to add")
+    p.add_argument(
+        "--handoff",
+        default="slots",
+        choices=("slots", "grain"),
+        help="how a worker hands its batch on: batch slots (the default pipeline) "
+        "or Grain's own (data.batch_slots=False)",
+    )
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--skip-original", action="store_true", help="profile re-encodes only")
     p.add_argument(
@@ -235,6 +292,7 @@ def main():
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average_at_start": os.getloadavg(),
+        "handoff": args.handoff,
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -263,7 +321,7 @@ def main():
                         "source": name,
                         "records": spec or "original bytes",
                         "mode": f"train, {label}",
-                        **profile_train(cfg, args.clips),
+                        **profile_train(cfg, args.clips, args.handoff),
                     }
                     results["runs"].append(run)
                     print(json.dumps(run), flush=True)
@@ -271,7 +329,7 @@ def main():
                     "source": name,
                     "records": spec or "original bytes",
                     "mode": "test (per view)",
-                    **profile_test(cfg, args.test_videos),
+                    **profile_test(cfg, args.test_videos, args.handoff),
                     "prepare": prep,
                 }
                 results["runs"].append(run)

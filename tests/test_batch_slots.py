@@ -98,6 +98,29 @@ def test_a_finite_dataset_can_be_read_again():
             assert_batch(got, examples.expected(batch))
 
 
+def test_stacked_examples_may_hold_lists_of_clips():
+    examples = RandomExamples()
+    slots = make_slots(examples)
+    want = examples.expected(0)
+
+    def as_lists(batch):  # two stacks of 3 and 5 clips; the videos as lists of clips
+        for rows in (slice(0, 3), slice(3, ROWS)):
+            stack = {key: value[rows] for key, value in want.items()}
+            stack["video"] = list(stack["video"])
+            yield stack
+
+    batch_slots.FillSlot(slots.spec, as_lists, stacked=True).map(0)
+    assert_batch(slots.open(0), want)
+
+    def too_few(batch):
+        yield {**want, "video": list(want["video"])[:-1]}
+
+    with pytest.raises(
+        ValueError, match=f"different numbers of clips: {{'video': {ROWS - 1}, "
+    ):
+        batch_slots.FillSlot(slots.spec, too_few, stacked=True).map(1)
+
+
 def test_a_slot_is_rewritten_only_after_its_views_are_gone():
     examples = RandomExamples()
     slots = make_slots(examples, num_slots=3)

@@ -222,9 +222,11 @@ def test_corrupt_video_is_replaced_deterministically_and_counted(prepared, monke
         assert x["video"][k].std() > 1  # a real replacement clip, not a blank
 
 
-def test_eval_counts_undecodable_video_and_keeps_its_views(prepared, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 1])  # 1: through batch slots
+def test_eval_counts_undecodable_video_and_keeps_its_views(prepared, monkeypatch, workers):
     out, videos = prepared
     cfg = small_config(out)
+    cfg.num_workers = workers
     _patch_source(monkeypatch, corrupt={2})
     ds = make_eval_dataset(
         cfg,

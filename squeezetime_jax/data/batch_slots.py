@@ -199,7 +199,9 @@ class FillSlot(grain.transforms.Map):
 
     `examples(batch)` yields the batch's clips in row order: each a dict with one clip's
     arrays or, when `stacked`, a dict of arrays holding any number of clips along a
-    leading axis (a window's repeated clips, a video's evaluation views).
+    leading axis (a window's repeated clips, a video's evaluation views). A stacked
+    value may also be a list of the clips' arrays, written row by row without being
+    stacked first.
     """
 
     def __init__(
@@ -225,24 +227,20 @@ class FillSlot(grain.transforms.Map):
                     f"batch {batch}: example keys {sorted(example)} differ from the "
                     f"batch layout's {sorted(arrays)}"
                 )
-            count = len(next(iter(example.values()))) if self._stacked else 1
+            count = _clip_count(batch, example) if self._stacked else 1
             if row + count > spec.layout.rows:
                 raise ValueError(
                     f"batch {batch} has more than {spec.layout.rows} clips, what its "
                     "slot holds"
                 )
             for key, value in example.items():
-                value = np.asarray(value)
-                if self._stacked:
-                    target = arrays[key][row : row + count]
+                if not self._stacked:  # row's view (also for scalars) takes one clip
+                    _write(batch, key, arrays[key][row, ...], value)
+                elif isinstance(value, (list, tuple)):
+                    for offset, clip in enumerate(value):
+                        _write(batch, key, arrays[key][row + offset, ...], clip)
                 else:
-                    target = arrays[key][row, ...]  # a view, also for scalars
-                if value.shape != target.shape or value.dtype != target.dtype:
-                    raise ValueError(
-                        f"batch {batch}: key {key!r} is {value.dtype}{list(value.shape)}, "
-                        f"the layout has {target.dtype}{list(target.shape)}"
-                    )
-                target[...] = value
+                    _write(batch, key, arrays[key][row : row + count], value)
             row += count
         if row != spec.layout.rows:
             raise ValueError(
@@ -281,6 +279,26 @@ class FillSlot(grain.transforms.Map):
                     slot,
                     previous,
                 )
+
+
+def _clip_count(batch: int, example: Mapping[str, Any]) -> int:
+    """Clips in a stacked example: the length of each of its values, all alike."""
+    counts = {key: len(value) for key, value in example.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"batch {batch}: an example's keys hold different numbers of clips: {counts}"
+        )
+    return next(iter(counts.values()))
+
+
+def _write(batch: int, key: str, target: np.ndarray, value) -> None:
+    value = np.asarray(value)  # no copy for an array
+    if value.shape != target.shape or value.dtype != target.dtype:
+        raise ValueError(
+            f"batch {batch}: key {key!r} is {value.dtype}{list(value.shape)}, "
+            f"the layout has {target.dtype}{list(target.shape)}"
+        )
+    target[...] = value
 
 
 class OpenSlot(grain.transforms.Map):

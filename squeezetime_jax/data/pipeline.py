@@ -348,6 +348,16 @@ class _WholeVideoBatch:
             }
 
 
+def eval_uses_slots(data_config, batch_size: int, views: int) -> bool:
+    """Whether evaluation batches go through batch slots: with workers, batch slots on,
+    and room for at least one video's views in a process's batch."""
+    return (
+        data_config.num_workers > 0
+        and data_config.get("batch_slots", True)
+        and batch_size >= views
+    )
+
+
 def eval_batches(
     data_config,
     video_views: grain.transforms.Map,
@@ -361,29 +371,31 @@ def eval_batches(
     """A process's evaluation batches and their number (the same on every process).
 
     `video_views` maps this process's video j (of `num_videos`; the busiest process
-    has `max_videos`) to its `views` views, stacked; `pad` is one masked blank view.
+    has `max_videos`) to its `views` views, stacked; through slots
+    (`eval_uses_slots`) a value may also be a list of the views' arrays. `pad` is one
+    masked blank view.
     """
+    if eval_uses_slots(data_config, batch_size, views):
+        videos_per_batch = batch_size // views  # whole videos: each decoded once
+        num_batches = math.ceil(max_videos / videos_per_batch)
+        examples = _WholeVideoBatch(
+            video_views,
+            num_videos=num_videos,
+            videos_per_batch=videos_per_batch,
+            views=views,
+            rows=batch_size,
+            pad=pad,
+        )
+        ds = slot_batches(
+            data_config,
+            examples,
+            layout=batch_slots.SlotLayout.of_example(pad, batch_size),
+            start_batch=0,
+            stop=num_batches,
+            stacked=True,
+        )
+        return ds, num_batches
     if data_config.num_workers > 0 and data_config.get("batch_slots", True):
-        videos_per_batch = batch_size // views
-        if videos_per_batch:  # whole videos per batch: each is decoded once
-            num_batches = math.ceil(max_videos / videos_per_batch)
-            examples = _WholeVideoBatch(
-                video_views,
-                num_videos=num_videos,
-                videos_per_batch=videos_per_batch,
-                views=views,
-                rows=batch_size,
-                pad=pad,
-            )
-            ds = slot_batches(
-                data_config,
-                examples,
-                layout=batch_slots.SlotLayout.of_example(pad, batch_size),
-                start_batch=0,
-                stop=num_batches,
-                stacked=True,
-            )
-            return ds, num_batches
         logging.warning(
             "evaluation batches of %d views per process hold less than one video's %d "
             "views: they take Grain's hand-off, several times slower per view than "
@@ -461,10 +473,13 @@ def make_eval_dataset(
         "mask": np.bool_(False),
         "decode_failed": np.bool_(False),
     }
+    # Through slots, a worker writes each view into the batch without stacking them.
+    stacked = not eval_uses_slots(data_config, batch_size_per_process, views)
+    video_views = clips.EvalViews(data_config, p, stacked=stacked)
     # Processes take videos pi, pi+pc, ...; the busiest has ceil(n/pc) videos.
     ds, num_batches = eval_batches(
         data_config,
-        _LocalVideoViews(source, clips.EvalViews(data_config, p), pi, pc),
+        _LocalVideoViews(source, video_views, pi, pc),
         num_videos=len(range(pi, n, pc)),
         max_videos=math.ceil(n / pc),
         views=views,
