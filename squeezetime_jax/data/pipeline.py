@@ -309,7 +309,7 @@ def _merge_repeats(batch: dict) -> dict:
 
 
 class _LocalVideoViews(grain.transforms.Map):
-    """This process's j-th video -> all its views, stacked (clips.EvalViews).
+    """This process's j-th video -> all its views (clips.EvalViews).
 
     A class so worker processes can pickle it.
     """
@@ -324,16 +324,12 @@ class _LocalVideoViews(grain.transforms.Map):
 
 
 class _WholeVideoBatch:
-    """Local batch number -> its videos' stacked views, then padding up to `rows`."""
+    """Local batch number -> its videos' views, then masked blanks up to `rows`."""
 
     def __init__(self, video_views, *, num_videos, videos_per_batch, views, rows, pad):
         self._video_views, self._num_videos = video_views, num_videos
-        self._per_batch, self._views, self._rows, self._pad = (
-            videos_per_batch,
-            views,
-            rows,
-            pad,
-        )
+        self._per_batch, self._views = videos_per_batch, views
+        self._rows, self._pad = rows, pad
 
     def __call__(self, batch: int):
         first = batch * self._per_batch
