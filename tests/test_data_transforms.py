@@ -1,5 +1,7 @@
 """Spatial and colour transforms as the released recipe (mmaction2 v1.2) defines them."""
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -167,6 +169,45 @@ def test_color_jitter_equals_mmaction2_with_opencv():
             transforms.apply_color_jitter(video, order, factors),
             _mmaction2_color_jitter(video, order, factors, cv2),
         )
+
+
+def test_hue_through_opencv_equals_the_numpy_conversions(monkeypatch):
+    pytest.importorskip("cv2")
+    rng = np.random.default_rng(1)
+    # Float levels beyond [0, 255] too: both paths clip and truncate them first.
+    video = rng.uniform(-20, 280, (3, 24, 20, 3)).astype(np.float32)
+    hues = (-0.5, -0.1, -0.001, 0.05, 0.1, 0.5)
+    if transforms._opencv() is None:  # it must be used on the x86 builds we pin
+        assert platform.machine() not in ("x86_64", "AMD64")
+        pytest.skip("OpenCV converts HSV otherwise on this machine")
+    fast = [transforms.adjust_hue(video, hue) for hue in hues]
+    monkeypatch.setattr(transforms, "_opencv", lambda: None)
+    for hue, got in zip(hues, fast):
+        want = transforms.adjust_hue(video, hue)
+        assert got.dtype == want.dtype == np.float32 and got.shape == video.shape
+        np.testing.assert_array_equal(got, want, err_msg=f"hue {hue}")
+
+
+def test_an_opencv_that_converts_otherwise_is_not_used(monkeypatch, caplog):
+    cv2 = pytest.importorskip("cv2")
+    convert = cv2.cvtColor
+
+    def off_by_one_level(image, code):  # as a build without fused multiply-adds might
+        out = convert(image, code)
+        if code == cv2.COLOR_HSV2RGB:
+            out[0, 0, 0] = out[0, 0, 0] ^ 1
+        return out
+
+    monkeypatch.setattr(cv2, "cvtColor", off_by_one_level)
+    transforms._opencv.cache_clear()
+    try:
+        assert transforms._opencv() is None
+        assert "converts 8-bit HSV otherwise" in caplog.text
+    finally:
+        monkeypatch.undo()
+        transforms._opencv.cache_clear()
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert transforms._opencv() is cv2
 
 
 def test_color_jitter_no_clamping_between_ops_and_hue_units():
