@@ -149,7 +149,7 @@ class SlotRows:
     each stack of clips, into its rows, as data/batch_slots.FillSlot does."""
 
     def __init__(self):
-        self._arrays, self._row = None, 0
+        self._arrays = None
 
     def write(self, stacks: list[dict]) -> None:
         """The next batch: `stacks` of clips, each value an array with a leading row

@@ -108,6 +108,12 @@ def prefetch_with_workers(ds: grain.IterDataset, data_config) -> grain.IterDatas
     )
 
 
+def slots_enabled(data_config) -> bool:
+    """Whether workers hand batches over through batch slots: with workers and
+    data.batch_slots on (data/batch_slots.py)."""
+    return data_config.num_workers > 0 and data_config.get("batch_slots", True)
+
+
 def read_options(data_config) -> grain.ReadOptions:
     """Read-ahead inside each worker: data.read_threads, data.worker_buffer_size."""
     return grain.ReadOptions(
@@ -185,7 +191,7 @@ def make_train_dataset(
             "device_augment.augment_and_normalize(batch)"
         )
     position = global_batches.GlobalPosition(windows, pi, pc)
-    if data_config.num_workers > 0 and data_config.get("batch_slots", True):
+    if slots_enabled(data_config):
         examples = _BatchExamples(example, position, windows)
         first = next(iter(examples(start_batch)))  # the layout, from a real clip
         if repeats > 1:
@@ -345,13 +351,9 @@ class _WholeVideoBatch:
 
 
 def eval_uses_slots(data_config, batch_size: int, views: int) -> bool:
-    """Whether evaluation batches go through batch slots: with workers, batch slots on,
-    and room for at least one video's views in a process's batch."""
-    return (
-        data_config.num_workers > 0
-        and data_config.get("batch_slots", True)
-        and batch_size >= views
-    )
+    """Whether evaluation batches go through batch slots: when batches do
+    (`slots_enabled`) and a process's batch has room for one video's views."""
+    return slots_enabled(data_config) and batch_size >= views
 
 
 def eval_batches(
@@ -391,7 +393,7 @@ def eval_batches(
             stacked=True,
         )
         return ds, num_batches
-    if data_config.num_workers > 0 and data_config.get("batch_slots", True):
+    if slots_enabled(data_config):
         logging.warning(
             "evaluation batches of %d views per process hold less than one video's %d "
             "views: they take Grain's hand-off, several times slower per view than "
